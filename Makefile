@@ -1,0 +1,77 @@
+# ChargeScape — the two commands: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Ruff/pytest/celery etc. are always run from the venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Where the embedded servers and dev files live (git-ignored).
+export XDG_RUNTIME_DIR ?= /tmp
+# Pytest workers; "auto" = one per core.
+TEST_WORKERS ?= auto
+
+# Python >= 3.12: newest on PATH first, then pyenv's installed versions.
+# Python >= 3.12: the newest that runs, on PATH first (a pyenv shim may exist yet not run), then
+# among pyenv's installed versions.
+PYTHON ?= $(shell \
+  ok() { "$$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }; \
+  for v in 3.14 3.13 3.12; do \
+    p=$$(command -v python$$v 2>/dev/null); \
+    if [ -n "$$p" ] && ok "$$p"; then echo "$$p"; exit 0; fi; \
+  done; \
+  if command -v pyenv >/dev/null 2>&1; then \
+    for v in 3.14 3.13 3.12; do \
+      for p in $$(ls -d "$$(pyenv root)"/versions/$$v*/bin/python$$v 2>/dev/null | sort -rV); do \
+        if ok "$$p"; then echo "$$p"; exit 0; fi; \
+      done; \
+    done; \
+  fi)
+
+.PHONY: help run test lint bench migrate shell clean python-check
+
+help:
+	@echo "make run    - start the whole stack (embedded PostgreSQL/Valkey unless DATABASE_URL/REDIS_URL)"
+	@echo "make test   - lint, then the full test suite"
+	@echo "make lint   - ruff, import-linter, migrations check"
+	@echo "make bench  - benchmarks (bench/)"
+
+python-check:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "ChargeScape needs Python 3.12 or newer (python3.12, python3.13 or python3.14)."; \
+	  echo "Install one (e.g. 'pyenv install 3.12' or your OS package python3.12) and re-run."; \
+	  exit 1; fi
+
+$(STAMP): requirements.lock pyproject.toml | python-check
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade "pip>=25"
+	$(VPY) -m pip install --quiet --require-hashes -r requirements.lock
+	@touch $(STAMP)
+
+run: $(STAMP)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(VPY) -m chargescape.embedded -- $(VPY) manage.py runstack
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- $(VPY) manage.py makemigrations --check --dry-run
+
+# Development settings (pytest-django still runs every test with DEBUG off); `-p no:cacheprovider`
+# keeps clean clones clean. Exit code 5 ("no tests ran") fails like any other failure.
+test: lint
+	DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- \
+	  $(VPY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(VPY) $$script || exit 1; done
+
+migrate: $(STAMP)
+	DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- $(VPY) manage.py migrate
+
+shell: $(STAMP)
+	DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- $(VPY) manage.py shell
+
+clean:
+	rm -rf $(VENV) .local/staticfiles .pytest_cache

@@ -1,0 +1,18 @@
+"""allauth behaviour for ChargeScape (settings.ACCOUNT_ADAPTER)."""
+
+from allauth.account.adapter import DefaultAccountAdapter
+from django.conf import settings
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def get_client_ip(self, request):  # type: ignore[no-untyped-def]
+        """The client address for rate limits.
+
+        Only REMOTE_ADDR counts: uvicorn rewrites it from X-Forwarded-For solely for the proxies
+        listed in FORWARDED_ALLOW_IPS, so a spoofed header cannot reset a limit.
+        """
+        return request.META.get("REMOTE_ADDR", "")
+
+    def send_mail(self, template_prefix, email, context):  # type: ignore[no-untyped-def]
+        context.setdefault("site_url", settings.SITE_URL)
+        super().send_mail(template_prefix, email, context)

@@ -1,0 +1,62 @@
+"""The admin site program managers use: only for staff who passed MFA in this session.
+
+Sign-in happens in allauth (rate limits, login by code, passkeys, MFA); the admin's own login page
+only routes people there. A staff member without an authenticator is sent to set one up; one whose
+session has no recent MFA step is asked for a code again (allauth's reauthentication).
+"""
+
+import time
+
+from allauth.account.authentication import get_authentication_records
+from allauth.core.ratelimit import consume_or_429
+from allauth.mfa.utils import is_mfa_enabled
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render, resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+
+
+def has_recent_mfa(request: HttpRequest) -> bool:
+    """True when this session completed an MFA step (TOTP, recovery code or passkey) recently."""
+    oldest = time.time() - settings.ADMIN_MFA_MAX_AGE_SECONDS
+    return any(
+        record.get("method") == "mfa" and record.get("at", 0) >= oldest
+        for record in get_authentication_records(request, request.user)
+    )
+
+
+class ChargeScapeAdminSite(admin.AdminSite):
+    site_header = "ChargeScape program management"
+    site_title = "ChargeScape admin"
+    index_title = "Programs, events and settlement"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        user = request.user
+        return bool(user.is_active and user.is_staff and has_recent_mfa(request))
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """Route to allauth's sign-in, MFA setup or MFA re-check; never a password form here."""
+        limited = consume_or_429(request, action="admin_login")
+        if limited is not None:
+            return limited
+        next_url = request.GET.get(REDIRECT_FIELD_NAME) or resolve_url("admin:index")
+        if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+            next_url = resolve_url("admin:index")
+        user = request.user
+        if not user.is_authenticated:
+            return _redirect("account_login", next_url)
+        if not (user.is_active and user.is_staff):
+            return render(request, "admin/refused.html", {"reason": "not_staff"}, status=403)
+        if not is_mfa_enabled(user):
+            return render(request, "admin/refused.html", {"reason": "no_mfa"}, status=403)
+        if not has_recent_mfa(request):
+            return _redirect("mfa_reauthenticate", next_url)
+        return HttpResponseRedirect(next_url)
+
+
+def _redirect(url_name: str, next_url: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(
+        f"{resolve_url(url_name)}?{urlencode({REDIRECT_FIELD_NAME: next_url})}"
+    )

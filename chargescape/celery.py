@@ -1,0 +1,44 @@
+"""The Celery application shared by every worker and beat.
+
+Queues (DESIGN.md §2): `control` carries owner opt-outs and boosts and gets its own worker so it
+never waits behind fleet work; `commands` carries device I/O; `default` everything else; `bulk`
+fleet planning and settlement batches. Tasks declare their queue through CELERY_TASK_ROUTES or
+`.apply_async(queue=…)`.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargescape.settings")
+
+QUEUES = ("control", "commands", "default", "bulk")
+
+app = Celery("chargescape")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="default",
+    # A task is acknowledged only after it ran, and re-queued if its worker dies mid-way; every
+    # task is idempotent (commands carry idempotency keys), so a second run is harmless (I1, I2).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # One message in hand per worker process: a long bulk batch never hides a waiting control task.
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_track_started=True,
+    result_expires=24 * 3600,
+    timezone="UTC",
+    enable_utc=True,
+    broker_connection_retry_on_startup=True,
+    # Redis redelivers an unacknowledged message after the visibility timeout. It must outlast the
+    # longest task (the hard time limit) or a slow batch would run twice at once.
+    broker_transport_options={"visibility_timeout": 3600},
+    result_backend_transport_options={"visibility_timeout": 3600},
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    beat_schedule={},
+)
+app.autodiscover_tasks()

@@ -1,0 +1,118 @@
+"""Run the whole ChargeScape stack in the foreground: `make run` calls this.
+
+Migrates, seeds the demo accounts, then runs the web process, the OCPP process, Celery workers
+(the `control` queue on a worker of its own) and beat under honcho, with prefixed logs. Ctrl-C stops
+every child; chargescape.embedded then stops the embedded servers it started.
+"""
+
+import shlex
+import socket
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+from honcho.manager import Manager
+
+
+def processes(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
+    """The commands of every process, by name (also how to run them under any supervisor)."""
+    python = sys.executable
+    celery = [python, "-m", "celery", "-A", "chargescape"]
+    return {
+        "web": [
+            python,
+            "-m",
+            "uvicorn",
+            "chargescape.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(web_port),
+            "--no-server-header",
+        ],
+        "ocpp": [
+            python,
+            "-m",
+            "uvicorn",
+            "chargescape.asgi:ocpp_application",
+            "--host",
+            host,
+            "--port",
+            str(ocpp_port),
+            "--no-server-header",
+        ],
+        "worker": [
+            *celery,
+            "worker",
+            "-Q",
+            "commands,default,bulk",
+            "-c",
+            "2",
+            "-n",
+            "worker@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        "control": [
+            *celery,
+            "worker",
+            "-Q",
+            "control",
+            "-c",
+            "1",
+            "-n",
+            "control@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        "beat": [
+            *celery,
+            "beat",
+            "-s",
+            settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            "--loglevel",
+            "INFO",
+        ],
+    }
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.3)
+        return probe.connect_ex((host, port)) == 0
+
+
+class Command(BaseCommand):
+    help = "Migrate, seed demo data and run web, OCPP, workers and beat together (make run)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        host, web_port, ocpp_port = settings.BIND_HOST, settings.WEB_PORT, settings.OCPP_PORT
+        for name, port in (("web", web_port), ("OCPP", ocpp_port)):
+            if port_in_use(host, port):
+                raise CommandError(
+                    f"Port {port} for the {name} process is taken (another `make run`?). "
+                    f"Stop it, or choose another with CHARGESCAPE_{name.upper()}_PORT."
+                )
+        settings.LOCAL_DIR.mkdir(exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=1)
+        call_command("seed_demo")
+        connections.close_all()  # honcho forks; children must not share our sockets
+
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nChargeScape is starting:\n"
+                f"  open   http://{host}:{web_port}/            (owner app; admin at /admin/)\n"
+                f"  OCPP   ws://{host}:{ocpp_port}/ocpp/<charge_point_id>\n"
+                f"  API    http://{host}:{web_port}/api/docs/\n"
+                f"  mail   printed below by the web process (console backend)\n"
+                f"Press Ctrl-C to stop everything.\n"
+            )
+        )
+        manager = Manager()
+        for name, command in processes(host, web_port, ocpp_port).items():
+            manager.add_process(name, shlex.join(command), cwd=str(settings.BASE_DIR))
+        manager.loop()
+        # Ctrl-C (130) or SIGTERM (143) is a requested stop, not a failure.
+        sys.exit(0 if manager.returncode in (None, 130, 143) else manager.returncode)

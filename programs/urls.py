@@ -1,0 +1,9 @@
+from django.urls import path
+
+from programs import views
+
+app_name = "programs"
+urlpatterns = [
+    path("programs/", views.program_list, name="program-list"),
+    path("earnings/", views.earnings, name="earnings"),
+]

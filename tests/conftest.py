@@ -1,0 +1,36 @@
+"""Shared fixtures: real PostgreSQL (pytest-django), real Redis cache, factories."""
+
+import uuid
+
+import pytest
+from django.core.cache import cache
+
+from tests.factories import UserFactory
+
+DEFAULT_PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache():
+    """Give each test its own key space in the shared Redis, so rate-limit counters of parallel
+    test workers (same 127.0.0.1 client address) never add up. Nothing is flushed."""
+    previous = cache.key_prefix
+    cache.key_prefix = f"test-{uuid.uuid4().hex}"
+    yield
+    cache.key_prefix = previous
+
+
+@pytest.fixture
+def password() -> str:
+    return DEFAULT_PASSWORD
+
+
+@pytest.fixture
+def owner(db):
+    return UserFactory(password=DEFAULT_PASSWORD)
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
