@@ -8,7 +8,6 @@ session has no recent MFA step is asked for a code again (allauth's reauthentica
 import time
 
 from allauth.account.authentication import get_authentication_records
-from allauth.core.ratelimit import consume_or_429
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib import admin
@@ -16,6 +15,10 @@ from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+
+from chargescape import ratelimit
+
+ADMIN_LOGIN_LIMIT_PER_MINUTE = 30  # generous for a person, low enough to stop a script
 
 
 def has_recent_mfa(request: HttpRequest) -> bool:
@@ -38,9 +41,13 @@ class ChargeScapeAdminSite(admin.AdminSite):
 
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         """Route to allauth's sign-in, MFA setup or MFA re-check; never a password form here."""
-        limited = consume_or_429(request, action="admin_login")
-        if limited is not None:
-            return limited
+        if not ratelimit.allow(
+            scope="admin-login",
+            ident=ratelimit.client_ip(request),
+            limit=ADMIN_LOGIN_LIMIT_PER_MINUTE,
+            window_seconds=60,
+        ):
+            return ratelimit.too_many_requests(retry_after_seconds=60)
         next_url = request.GET.get(REDIRECT_FIELD_NAME) or resolve_url("admin:index")
         if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
             next_url = resolve_url("admin:index")

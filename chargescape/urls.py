@@ -16,6 +16,7 @@ urlpatterns = [
     path("manifest.webmanifest", views.manifest, name="manifest"),
     path("sw.js", views.service_worker, name="service-worker"),
     path("offline/", views.offline, name="offline"),
+    path("favicon.ico", views.favicon),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
     path("vehicles/", include("vehicles.urls")),

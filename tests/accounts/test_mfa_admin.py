@@ -147,3 +147,10 @@ def test_seed_demo_refuses_without_debug(settings):
     settings.DEBUG = False
     with pytest.raises(Exception, match="public passwords"):
         call_command("seed_demo")
+
+
+def test_admin_login_is_rate_limited(client):
+    """The admin's sign-in entry point answers 429 after 30 hits a minute from one address."""
+    statuses = [client.get(reverse("admin:login")).status_code for _ in range(31)]
+    assert set(statuses[:30]) == {302}
+    assert statuses[30] == 429
