@@ -2,7 +2,7 @@
 
 import zoneinfo
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ class ProfileOutput(serializers.ModelSerializer):
 
 
 class ProfileApi(APIView):
+    @extend_schema_serializer(component_name="ProfileInput")
     class InputSerializer(serializers.Serializer):
         time_zone = serializers.ChoiceField(choices=sorted(zoneinfo.available_timezones()))
         service_zip = serializers.RegexField(

@@ -8,6 +8,9 @@ class ChargeScapeConfig(AppConfig):
     name = "chargescape"
     verbose_name = "ChargeScape"
 
+    def ready(self) -> None:
+        from chargescape import checks  # noqa: F401 — registers the deploy checks
+
 
 class ChargeScapeAdminConfig(AdminConfig):
     """Django admin with the MFA-gated site (chargescape.admin_site)."""

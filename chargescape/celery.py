@@ -39,6 +39,12 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 3600},
     result_backend_transport_options={"visibility_timeout": 3600},
     worker_cancel_long_running_tasks_on_connection_loss=True,
-    beat_schedule={},
+    beat_schedule={
+        "poll-due-vehicles": {"task": "vehicles.poll_due_vehicles", "schedule": 60.0},
+        "purge-precise-locations": {
+            "task": "vehicles.purge_precise_locations",
+            "schedule": 24 * 3600.0,
+        },
+    },
 )
 app.autodiscover_tasks()

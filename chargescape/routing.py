@@ -2,7 +2,9 @@
 
 from django.urls import URLPattern
 
-# Owner live updates (vehicle state, plans, notifications) — filled by the vehicles and
-# notifications issues. Chargers' OCPP sockets — filled by the OCPP issue.
-owner_websocket_urlpatterns: list[URLPattern] = []
+from vehicles.routing import websocket_urlpatterns as vehicle_websocket_urlpatterns
+
+# Owner live updates (vehicle state; plans and notifications join later).
+owner_websocket_urlpatterns: list[URLPattern] = [*vehicle_websocket_urlpatterns]
+# Chargers' OCPP sockets — filled by the OCPP issue.
 ocpp_websocket_urlpatterns: list[URLPattern] = []

@@ -28,6 +28,8 @@ SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 # Origins trusted for CSRF on unsafe requests (https://app.example.com behind the proxy).
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Fernet keys for secrets at rest (OAuth tokens): first encrypts, all decrypt (rotation).
+FIELD_ENCRYPTION_KEYS = env.list("CHARGESCAPE_FIELD_KEYS", default=[])
 # Public base URL printed in mails and used for OAuth redirects.
 SITE_URL = env.str("CHARGESCAPE_SITE_URL", default="http://127.0.0.1:8000")
 
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "chargescape.apps.ChargeScapeConfig",
     "accounts",
     "vehicles",
+    "vehicles.chargers",
     "programs",
 ]
 
@@ -292,6 +295,55 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+
+# --- Vehicle clouds ------------------------------------------------------------------------------
+# Adapters chosen per provider (vehicles.oem.get_adapter). The origins point at Smartcar in
+# production and at the simulated cloud (vehicles/sim/cloud) in the demo and the tests.
+def _dev_default(value: str) -> object:
+    """A default for development only: in production the variable must be set."""
+    return value if DEBUG else environ.Env.NOTSET
+
+
+# In development everything points at the simulated cloud that `make run` starts.
+SMARTCAR_SIM_ORIGIN = env.str("SMARTCAR_SIM_ORIGIN", default="http://127.0.0.1:8090")
+VEHICLE_PROVIDERS = {
+    "smartcar": {
+        "ADAPTER": "vehicles.oem.smartcar.SmartcarAdapter",
+        "CLIENT_ID": env.str("SMARTCAR_CLIENT_ID", default=_dev_default("chargescape-demo")),
+        "CLIENT_SECRET": env.str("SMARTCAR_CLIENT_SECRET", default=_dev_default("demo-secret")),
+        # Application management token: signs webhooks (SC-Signature) and VERIFY challenges.
+        "MANAGEMENT_TOKEN": env.str(
+            "SMARTCAR_MANAGEMENT_TOKEN", default=_dev_default("demo-management-token")
+        ),
+        "MODE": env.str("SMARTCAR_MODE", default="live"),
+        "API_ORIGIN": env.str(
+            "SMARTCAR_API_ORIGIN",
+            default=SMARTCAR_SIM_ORIGIN if DEBUG else "https://api.smartcar.com",
+        ),
+        "AUTH_ORIGIN": env.str(
+            "SMARTCAR_AUTH_ORIGIN",
+            default=f"{SMARTCAR_SIM_ORIGIN}/oauth/token"
+            if DEBUG
+            else "https://auth.smartcar.com/oauth/token",
+        ),
+        "CONNECT_ORIGIN": env.str(
+            "SMARTCAR_CONNECT_ORIGIN",
+            default=SMARTCAR_SIM_ORIGIN if DEBUG else "https://connect.smartcar.com",
+        ),
+        "REDIRECT_URI": f"{SITE_URL}/vehicles/link/callback/",
+        # Level 2 home charging when the cloud does not report the car's onboard charger.
+        "DEFAULT_MAX_AC_KW": 7.2,
+        "BRANDS": ["Ford", "BMW", "Honda", "Nissan", "Hyundai", "Kia", "Volkswagen", "Tesla"],
+    }
+}
+# How often telemetry is polled when webhooks are quiet: often while plugged in at home and
+# managed, rarely otherwise (polling can wake a sleeping car).
+TELEMETRY_POLL_PLUGGED_SECONDS = 5 * 60
+TELEMETRY_POLL_IDLE_SECONDS = 30 * 60
+# Precise GPS older than this is cut down to at_home only.
+PRECISE_LOCATION_RETENTION_DAYS = 30
+HOME_GEOFENCE_METERS = 200
 
 # --- Demo -----------------------------------------------------------------------------------------
 # Web and OCPP addresses printed by `make run`.

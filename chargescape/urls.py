@@ -8,6 +8,7 @@ from chargescape import views
 
 api_v1 = [
     path("", include("accounts.api_urls")),
+    path("", include("vehicles.api_urls")),
 ]
 
 urlpatterns = [

@@ -12,12 +12,15 @@ from django.templatetags.static import static
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
+from vehicles import selectors as vehicle_selectors
+
 logger = logging.getLogger(__name__)
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"tab": "home"})
+    vehicles = vehicle_selectors.list_vehicles_for_owner(owner=request.user)
+    return render(request, "home.html", {"tab": "home", "vehicles": vehicles})
 
 
 def _check_database() -> None:

@@ -1,10 +1,167 @@
-"""The Vehicles tab. Linking cars and chargers arrives with the vehicle-cloud and OCPP issues."""
+"""The Vehicles tab: cards, a car's page with its 24 h chart and preferences, linking, unlinking.
 
+Views validate, authorize (selectors 404 other owners' cars), call one service, render.
+"""
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from vehicles import oem, selectors, services
+from vehicles.charts import vehicle_day_chart
+from vehicles.forms import PreferenceForm
+from vehicles.oem.base import OemError
+from vehicles.preferences import next_departure
+
+logger = logging.getLogger(__name__)
+LINK_SESSION_KEY = "vehicle_link"
+
+
+def _departure(vehicle, user):  # type: ignore[no-untyped-def]
+    preference = getattr(vehicle, "preference", None)
+    if preference is None:
+        return None
+    return next_departure(
+        schedule=preference.weekly_schedule,
+        override_at=preference.override_departure_at,
+        override_target_soc_pct=preference.override_target_soc_pct,
+        time_zone=user.time_zone,
+        now=timezone.now(),
+    )
 
 
 @login_required
+@require_GET
 def vehicle_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "vehicles/list.html", {"tab": "vehicles"})
+    vehicles = selectors.list_vehicles_for_owner(owner=request.user)
+    for vehicle in vehicles:
+        vehicle.next_departure = _departure(vehicle, request.user)
+    return render(request, "vehicles/list.html", {"tab": "vehicles", "vehicles": vehicles})
+
+
+@login_required
+def vehicle_detail(request: HttpRequest, vehicle_id: str) -> HttpResponse:
+    vehicle = selectors.get_owned_vehicle(owner=request.user, vehicle_id=vehicle_id)
+    preference = selectors.preference_for(vehicle=vehicle)
+    form = PreferenceForm(request.POST or None, instance=preference)
+    if request.method == "POST" and form.is_valid():
+        services.update_preference(vehicle=vehicle, **form.preference_values())
+        messages.success(request, "Preferences saved. Your charging plan will follow them.")
+        return redirect("vehicles:vehicle-detail", vehicle_id=vehicle.pk)
+    readings = list(
+        selectors.readings_since(vehicle=vehicle, since=timezone.now() - timedelta(hours=24))
+    )
+    context = {
+        "tab": "vehicles",
+        "vehicle": vehicle,
+        "form": form,
+        "next_departure": _departure(vehicle, request.user),
+        "chart": vehicle_day_chart(readings=readings, time_zone=request.user.time_zone),
+        "readings": readings[-12:],
+    }
+    return render(request, "vehicles/detail.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def vehicle_unlink(request: HttpRequest, vehicle_id: str) -> HttpResponse:
+    vehicle = selectors.get_owned_vehicle(owner=request.user, vehicle_id=vehicle_id)
+    services.unlink_vehicle(vehicle=vehicle)
+    messages.success(request, f"{vehicle.display_name} is unlinked; we no longer control it.")
+    return redirect("vehicles:vehicle-list")
+
+
+@login_required
+@require_POST
+def vehicle_set_home(request: HttpRequest, vehicle_id: str) -> HttpResponse:
+    vehicle = selectors.get_owned_vehicle(owner=request.user, vehicle_id=vehicle_id)
+    try:
+        services.set_home_location(vehicle=vehicle)
+    except ValueError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "Home set: we'll know when the car is plugged in at home.")
+    return redirect("vehicles:vehicle-detail", vehicle_id=vehicle.pk)
+
+
+@login_required
+@require_GET
+def link_brands(request: HttpRequest) -> HttpResponse:
+    brands = [
+        (provider, brand)
+        for provider, config in oem.providers().items()
+        for brand in config.get("BRANDS", ())
+    ]
+    return render(request, "vehicles/link_brands.html", {"tab": "vehicles", "brands": brands})
+
+
+def start_link(request: HttpRequest, *, provider: str, brand: str | None) -> str:
+    """Remember a fresh OAuth `state` in the session and return the cloud's consent URL."""
+    adapter = oem.get_adapter(provider)
+    state = secrets.token_urlsafe(32)
+    request.session[LINK_SESSION_KEY] = {"state": state, "provider": provider}
+    return adapter.authorize_url(
+        state=state, redirect_uri=oem.providers()[provider]["REDIRECT_URI"], brand=brand
+    )
+
+
+@login_required
+@require_POST
+def link_start(request: HttpRequest) -> HttpResponse:
+    provider = request.POST.get("provider", "")
+    if provider not in oem.providers():
+        return HttpResponseBadRequest("Unknown vehicle cloud.")
+    return redirect(start_link(request, provider=provider, brand=request.POST.get("brand")))
+
+
+@login_required
+@require_GET
+def link_callback(request: HttpRequest) -> HttpResponse:
+    """Back from the automaker's consent page: check `state`, then link the granted cars."""
+    pending = request.session.pop(LINK_SESSION_KEY, None)
+    state = request.GET.get("state", "")
+    if not pending or not secrets.compare_digest(pending["state"], state):
+        messages.error(request, "That link attempt expired or didn't start here. Please try again.")
+        return redirect("vehicles:link-brands")
+    if request.GET.get("error"):
+        messages.info(request, "No car was linked: access wasn't granted.")
+        return redirect("vehicles:vehicle-list")
+    try:
+        vehicles = services.link_vehicles(
+            owner=request.user,
+            provider=pending["provider"],
+            code=request.GET.get("code", ""),
+            redirect_uri=oem.providers()[pending["provider"]]["REDIRECT_URI"],
+        )
+    except OemError as error:
+        logger.warning("link failed: %s", type(error).__name__)
+        messages.error(request, "The automaker's service didn't answer. Please try again soon.")
+        return redirect("vehicles:link-brands")
+    names = ", ".join(vehicle.display_name for vehicle in vehicles) or "no car"
+    messages.success(request, f"Linked {names}.")
+    return redirect(reverse("vehicles:vehicle-list"))
+
+
+@csrf_exempt  # authenticated by the provider's HMAC signature instead
+@require_POST
+def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
+    if provider not in oem.providers():
+        return JsonResponse({"error": "unknown provider"}, status=404)
+    try:
+        message = services.ingest_webhook(
+            provider=provider,
+            body=request.body,
+            signature=request.headers.get("SC-Signature", ""),
+        )
+    except OemError:
+        return JsonResponse({"error": "invalid signature or body"}, status=401)
+    return JsonResponse(message.challenge_response or {"status": "ok"})

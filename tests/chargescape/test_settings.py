@@ -5,19 +5,25 @@ import secrets
 import subprocess
 import sys
 
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 from chargescape.celery import app as celery_app
 
 
 def _check_deploy(**overrides: str) -> subprocess.CompletedProcess:
+    """`check --deploy` in a fresh process with production-like settings (plus `overrides`)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
-    env.update(
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="app.chargescape.example",
-        EMAIL_URL="smtp+tls://mailer:secret@smtp.chargescape.example:587",
-        **overrides,
-    )
+    env |= {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "app.chargescape.example",
+        "EMAIL_URL": "smtp+tls://mailer:secret@smtp.chargescape.example:587",
+        "CHARGESCAPE_FIELD_KEYS": Fernet.generate_key().decode(),
+        "SMARTCAR_CLIENT_ID": "prod-client",
+        "SMARTCAR_CLIENT_SECRET": secrets.token_urlsafe(20),
+        "SMARTCAR_MANAGEMENT_TOKEN": secrets.token_urlsafe(20),
+    }
+    env |= overrides
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=settings.BASE_DIR,
@@ -39,6 +45,12 @@ def test_check_deploy_fails_when_debug_is_on():
     result = _check_deploy(DJANGO_DEBUG="1")
     assert result.returncode != 0
     assert "security.W018" in result.stdout + result.stderr
+
+
+def test_check_deploy_fails_without_field_encryption_keys():
+    result = _check_deploy(CHARGESCAPE_FIELD_KEYS="")
+    assert result.returncode != 0
+    assert "chargescape.E001" in result.stdout + result.stderr
 
 
 def test_production_needs_a_secret_key():

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.django_db
 
 TAB_PAGES = {
     "home": ("Nothing to manage yet", "Link your car"),
-    "vehicles:vehicle-list": ("No vehicles linked yet", "automaker"),
+    "vehicles:vehicle-list": ("No vehicles linked yet", "Link a car"),
     "programs:program-list": ("No programs to join yet", "Utilities pay you"),
     "programs:earnings": ("No earnings yet", "$0.00"),
     "accounts:account": ("Profile", "Two-factor authentication"),
