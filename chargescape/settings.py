@@ -350,3 +350,5 @@ HOME_GEOFENCE_METERS = 200
 WEB_PORT = env.int("CHARGESCAPE_WEB_PORT", default=8000)
 OCPP_PORT = env.int("CHARGESCAPE_OCPP_PORT", default=8001)
 BIND_HOST = env.str("CHARGESCAPE_BIND_HOST", default="127.0.0.1")
+# `make run` also starts the simulated vehicle cloud and chargers (on by default in development).
+RUN_SIMULATORS = env.bool("CHARGESCAPE_SIMULATORS", default=DEBUG)

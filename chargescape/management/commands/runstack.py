@@ -1,19 +1,51 @@
 """Run the whole ChargeScape stack in the foreground: `make run` calls this.
 
 Migrates, seeds the demo accounts, then runs the web process, the OCPP process, Celery workers
-(the `control` queue on a worker of its own) and beat under honcho, with prefixed logs. Ctrl-C stops
+(the `control` queue on a worker of its own), beat and — for the demo — the simulators of the
+external parties under honcho, with prefixed logs. Ctrl-C stops
 every child; chargescape.embedded then stops the embedded servers it started.
 """
 
 import shlex
 import socket
 import sys
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from honcho.manager import Manager
+
+
+def simulators(host: str, web_port: int) -> dict[str, list[str]]:
+    """The demo's external parties, speaking their real protocols on loopback."""
+    python = sys.executable
+    smartcar = settings.VEHICLE_PROVIDERS["smartcar"]
+    cloud_port = urlsplit(settings.SMARTCAR_SIM_ORIGIN).port or 8090
+    return {
+        "cloud": [
+            python,
+            "-m",
+            "vehicles.sim.cloud",
+            "--host",
+            host,
+            "--port",
+            str(cloud_port),
+            "--cars",
+            "3",
+            "--client-id",
+            smartcar["CLIENT_ID"],
+            "--client-secret",
+            smartcar["CLIENT_SECRET"],
+            "--management-token",
+            smartcar["MANAGEMENT_TOKEN"],
+            "--redirect-uri",
+            smartcar["REDIRECT_URI"],
+            "--webhook-url",
+            f"http://{host}:{web_port}/vehicles/webhooks/smartcar/",
+        ],
+    }
 
 
 def processes(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
@@ -89,11 +121,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         host, web_port, ocpp_port = settings.BIND_HOST, settings.WEB_PORT, settings.OCPP_PORT
-        for name, port in (("web", web_port), ("OCPP", ocpp_port)):
+        ports = {"web": web_port, "OCPP": ocpp_port}
+        if settings.RUN_SIMULATORS:
+            ports["simulated cloud"] = urlsplit(settings.SMARTCAR_SIM_ORIGIN).port or 8090
+        for name, port in ports.items():
             if port_in_use(host, port):
                 raise CommandError(
                     f"Port {port} for the {name} process is taken (another `make run`?). "
-                    f"Stop it, or choose another with CHARGESCAPE_{name.upper()}_PORT."
+                    "Stop it, or choose other ports (README, Configuration)."
                 )
         settings.LOCAL_DIR.mkdir(exist_ok=True)
         call_command("migrate", interactive=False, verbosity=1)
@@ -106,12 +141,21 @@ class Command(BaseCommand):
                 f"  open   http://{host}:{web_port}/            (owner app; admin at /admin/)\n"
                 f"  OCPP   ws://{host}:{ocpp_port}/ocpp/<charge_point_id>\n"
                 f"  API    http://{host}:{web_port}/api/docs/\n"
-                f"  mail   printed below by the web process (console backend)\n"
-                f"Press Ctrl-C to stop everything.\n"
+                + (
+                    f"  demo   simulated vehicle cloud at {settings.SMARTCAR_SIM_ORIGIN} "
+                    "(link a car from the Vehicles tab)\n"
+                    if settings.RUN_SIMULATORS
+                    else ""
+                )
+                + "  mail   printed below by the web process (console backend)\n"
+                "Press Ctrl-C to stop everything.\n"
             )
         )
         manager = Manager()
-        for name, command in processes(host, web_port, ocpp_port).items():
+        commands = processes(host, web_port, ocpp_port)
+        if settings.RUN_SIMULATORS:
+            commands |= simulators(host, web_port)
+        for name, command in commands.items():
             manager.add_process(name, shlex.join(command), cwd=str(settings.BASE_DIR))
         manager.loop()
         # Ctrl-C (130) or SIGTERM (143) is a requested stop, not a failure.
