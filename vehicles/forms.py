@@ -107,3 +107,20 @@ class PreferenceForm(forms.Form):
                 "weekly_schedule",
             )
         }
+
+
+class PauseForm(forms.Form):
+    """Pause smart charging until the end of a day (the car then charges as soon as plugged)."""
+
+    until = forms.DateField(
+        label="Pause smart charging until", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean_until(self):  # type: ignore[no-untyped-def]
+        until = self.cleaned_data["until"]
+        today = timezone.localdate()
+        if until < today:
+            raise forms.ValidationError("Choose today or a later day.")
+        if (until - today).days > 30:
+            raise forms.ValidationError("Pause for 30 days at most; you can pause again later.")
+        return until

@@ -285,14 +285,24 @@ def _enqueue_poll(vehicle_id: Any) -> None:
 def poll_vehicle(*, vehicle_id: Any) -> VehicleReading | None:
     """Read a car's state from its cloud and schedule the next poll.
 
-    Often while plugged in (the plan may need it), rarely when not (each poll may wake the car);
-    after a 429 not before the cloud's Retry-After.
+    Polling is the fallback: skipped while webhooks keep us current; after a 429 not before the
+    cloud's Retry-After.
     """
     vehicle = Vehicle.objects.select_related("link").filter(pk=vehicle_id).first()
     if vehicle is None or vehicle.link_state != Vehicle.LinkState.LINKED:
         return None
     now = timezone.now()
     if vehicle.poll_backoff_until and vehicle.poll_backoff_until > now:
+        return None
+    latest = VehicleReading.objects.filter(vehicle=vehicle).order_by("-received_at").first()
+    interval = timedelta(seconds=_poll_interval_seconds(latest.plugged_in if latest else None))
+    if (
+        latest is not None
+        and latest.source == VehicleReading.Source.WEBHOOK
+        and now - latest.received_at < interval
+    ):
+        # Webhooks are flowing: a poll would only wake the car to learn what we know.
+        Vehicle.objects.filter(pk=vehicle.pk).update(next_poll_at=latest.received_at + interval)
         return None
     adapter = get_adapter(vehicle.provider)
     try:
@@ -310,15 +320,18 @@ def poll_vehicle(*, vehicle_id: Any) -> VehicleReading | None:
         )
         raise
     reading = record_reading(vehicle=vehicle, state=state, source=VehicleReading.Source.POLL)
-    interval = (
-        settings.TELEMETRY_POLL_PLUGGED_SECONDS
-        if state.plugged_in
-        else settings.TELEMETRY_POLL_IDLE_SECONDS
-    )
     Vehicle.objects.filter(pk=vehicle.pk).update(
-        next_poll_at=now + timedelta(seconds=interval), poll_backoff_until=None
+        next_poll_at=now + timedelta(seconds=_poll_interval_seconds(state.plugged_in)),
+        poll_backoff_until=None,
     )
     return reading
+
+
+def _poll_interval_seconds(plugged_in: bool | None) -> int:
+    """Often while plugged in (the plan depends on it), rarely otherwise (polls wake cars)."""
+    if plugged_in:
+        return settings.TELEMETRY_POLL_PLUGGED_SECONDS
+    return settings.TELEMETRY_POLL_IDLE_SECONDS
 
 
 def ingest_webhook(*, provider: str, body: bytes, signature: str) -> WebhookMessage:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("<uuid:vehicle_id>/", views.vehicle_detail, name="vehicle-detail"),
     path("<uuid:vehicle_id>/unlink/", views.vehicle_unlink, name="vehicle-unlink"),
     path("<uuid:vehicle_id>/home/", views.vehicle_set_home, name="vehicle-set-home"),
+    path("<uuid:vehicle_id>/action/", views.vehicle_quick_action, name="vehicle-action"),
 ]

@@ -5,7 +5,7 @@ Views validate, authorize (selectors 404 other owners' cars), call one service, 
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from vehicles import oem, selectors, services
 from vehicles.charts import vehicle_day_chart
-from vehicles.forms import PreferenceForm
+from vehicles.forms import PauseForm, PreferenceForm
 from vehicles.oem.base import OemError
 from vehicles.preferences import next_departure
 
@@ -67,6 +67,9 @@ def vehicle_detail(request: HttpRequest, vehicle_id: str) -> HttpResponse:
         "next_departure": _departure(vehicle, request.user),
         "chart": vehicle_day_chart(readings=readings, time_zone=request.user.time_zone),
         "readings": readings[-12:],
+        "preference": preference,
+        "now": timezone.now(),
+        "pause_form": PauseForm(initial={"until": timezone.localdate()}),
     }
     return render(request, "vehicles/detail.html", context, status=400 if form.errors else 200)
 
@@ -78,6 +81,48 @@ def vehicle_unlink(request: HttpRequest, vehicle_id: str) -> HttpResponse:
     services.unlink_vehicle(vehicle=vehicle)
     messages.success(request, f"{vehicle.display_name} is unlinked; we no longer control it.")
     return redirect("vehicles:vehicle-list")
+
+
+# A boost ends by itself at the latest after this long (then smart charging resumes).
+BOOST_MAX_HOURS = 12
+
+
+@login_required
+@require_POST
+def vehicle_quick_action(request: HttpRequest, vehicle_id: str) -> HttpResponse:
+    """Charge now / stop boosting / pause smart charging / resume it — one tap each."""
+    vehicle = selectors.get_owned_vehicle(owner=request.user, vehicle_id=vehicle_id)
+    preference = selectors.preference_for(vehicle=vehicle)
+    action = request.POST.get("action")
+    now = timezone.now()
+    if action == "boost":
+        departure = _departure(vehicle, request.user)
+        target = departure.target_soc_pct if departure else preference.max_soc_pct
+        services.update_preference(
+            vehicle=vehicle,
+            boost_until=now + timedelta(hours=BOOST_MAX_HOURS),
+            boost_to_soc_pct=min(max(target, preference.min_soc_pct), preference.max_soc_pct),
+        )
+        messages.success(request, f"Charging now at full power up to {target} %.")
+    elif action == "stop_boost":
+        services.update_preference(vehicle=vehicle, boost_until=None, boost_to_soc_pct=None)
+        messages.success(request, "Boost stopped; smart charging is back.")
+    elif action == "pause":
+        form = PauseForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, " ".join(form.errors["until"]))
+            return redirect("vehicles:vehicle-detail", vehicle_id=vehicle.pk)
+        until = datetime.combine(form.cleaned_data["until"], time.max).replace(
+            tzinfo=timezone.get_current_timezone()
+        )
+        services.update_preference(vehicle=vehicle, pause_until=until)
+        messages.success(request, f"Smart charging paused until {until:%A %d %B}, end of day.")
+    elif action == "resume":
+        services.update_preference(vehicle=vehicle, pause_until=None)
+        messages.success(request, "Smart charging resumed.")
+    else:
+        return HttpResponseBadRequest("Unknown action.")
+    return redirect("vehicles:vehicle-detail", vehicle_id=vehicle.pk)
 
 
 @login_required

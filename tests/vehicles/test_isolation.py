@@ -36,6 +36,7 @@ def foreign_vehicle():
         ("post", "vehicles:vehicle-detail", {"min_soc_pct": 0}),
         ("post", "vehicles:vehicle-unlink", None),
         ("post", "vehicles:vehicle-set-home", None),
+        ("post", "vehicles:vehicle-action", {"action": "boost"}),
     ],
 )
 def test_foreign_vehicle_is_not_found_and_unchanged(

@@ -9,10 +9,11 @@ import pytest
 import requests
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from vehicles import services
 from vehicles.models import Vehicle, VehicleLink, VehicleReading
-from vehicles.oem.base import TransientOemError
+from vehicles.oem.base import TransientOemError, VehicleState
 
 
 def _consent(authorize_url: str, pick: int) -> str:
@@ -193,3 +194,19 @@ def test_signed_webhook_is_ingested_once_and_forgeries_refused(live_server, clie
     )
     assert forged.status_code == 401
     assert readings.count() == 1
+
+
+@pytest.mark.django_db
+def test_no_poll_while_webhooks_keep_us_current(owner_client, cloud):
+    """A fresh webhook reading makes the next poll a no-op: the car is not woken for nothing."""
+    vehicle = _link(owner_client, pick=1)[0]
+    services.record_reading(
+        vehicle=vehicle,
+        state=VehicleState(recorded_at=timezone.now(), soc_pct=50, plugged_in=True),
+        source=VehicleReading.Source.WEBHOOK,
+    )
+    cloud.reset_request_counts()
+    assert services.poll_vehicle(vehicle_id=vehicle.pk) is None
+    assert cloud.request_count("vehicle.battery") == 0
+    vehicle.refresh_from_db()
+    assert vehicle.next_poll_at > timezone.now()

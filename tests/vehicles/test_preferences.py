@@ -1,9 +1,10 @@
 """Owner preferences: validation with clear messages, and DST-safe departures."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.factories import VehicleFactory
 from vehicles.preferences import next_departure
@@ -125,3 +126,31 @@ def test_one_off_override_wins_over_the_weekly_schedule():
         now=datetime(2026, 11, 26, 20, 0, tzinfo=UTC),
     )
     assert (departure.at.hour, departure.target_soc_pct, departure.one_off) == (11, 90, True)
+
+
+def test_charge_now_and_pause_are_one_tap_each(owner_client, owner):
+    """Boost charges to the next target at once; pause turns smart charging off until a day."""
+    vehicle = VehicleFactory(owner=owner)
+    url = reverse("vehicles:vehicle-action", args=[vehicle.pk])
+    assert owner_client.post(url, {"action": "boost"}).status_code == 302
+    vehicle.preference.refresh_from_db()
+    assert vehicle.preference.boost_to_soc_pct == 80
+    assert vehicle.preference.boost_until is not None
+    page = owner_client.get(reverse("vehicles:vehicle-detail", args=[vehicle.pk]))
+    assert "Boost on" in page.content.decode()
+
+    owner_client.post(url, {"action": "stop_boost"})
+    vehicle.preference.refresh_from_db()
+    assert vehicle.preference.boost_until is None
+
+    response = owner_client.post(url, {"action": "pause", "until": "2000-01-01"}, follow=True)
+    assert "Choose today or a later day." in response.content.decode()
+    vehicle.preference.refresh_from_db()
+    assert vehicle.preference.pause_until is None
+    tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
+    owner_client.post(url, {"action": "pause", "until": tomorrow})
+    vehicle.preference.refresh_from_db()
+    assert vehicle.preference.pause_until > timezone.now() + timedelta(hours=12)
+    assert owner_client.post(url, {"action": "resume"}).status_code == 302
+    vehicle.preference.refresh_from_db()
+    assert vehicle.preference.pause_until is None
