@@ -242,6 +242,8 @@ SECURE_CSP = {
     "manifest-src": [CSP.SELF],
     "worker-src": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
+    # Linking a car posts a form that redirects to the automaker's consent page; browsers apply
+    # form-action to that redirect too (the origins are added below, with VEHICLE_PROVIDERS).
     "form-action": [CSP.SELF],
     "base-uri": [CSP.SELF],
     "object-src": [CSP.NONE],
@@ -337,6 +339,7 @@ VEHICLE_PROVIDERS = {
         "BRANDS": ["Ford", "BMW", "Honda", "Nissan", "Hyundai", "Kia", "Volkswagen", "Tesla"],
     }
 }
+SECURE_CSP["form-action"] += sorted({p["CONNECT_ORIGIN"] for p in VEHICLE_PROVIDERS.values()})
 # How often telemetry is polled when webhooks are quiet: often while plugged in at home and
 # managed, rarely otherwise (polling can wake a sleeping car).
 TELEMETRY_POLL_PLUGGED_SECONDS = 5 * 60

@@ -26,7 +26,12 @@ def vehicle_day_chart(*, readings: Sequence[VehicleReading], time_zone: str) -> 
     if not with_soc:
         return Chart(figure=None, summary="No readings in the last 24 hours yet.")
     zone = zoneinfo.ZoneInfo(time_zone)
-    times = [r.recorded_at.astimezone(zone).isoformat() for r in with_soc]
+
+    def local(reading: VehicleReading) -> str:
+        # plotly.js reads dates without an offset as wall-clock time: show the owner's clock.
+        return reading.recorded_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+    times = [local(r) for r in with_soc]
     figure = go.Figure()
     figure.add_trace(
         go.Scatter(
@@ -42,7 +47,7 @@ def vehicle_day_chart(*, readings: Sequence[VehicleReading], time_zone: str) -> 
     if powered:
         figure.add_trace(
             go.Bar(
-                x=[r.recorded_at.astimezone(zone).isoformat() for r in powered],
+                x=[local(r) for r in powered],
                 y=[r.power_kw for r in powered],
                 name="Power (kW)",
                 yaxis="y2",

@@ -210,3 +210,14 @@ def test_no_poll_while_webhooks_keep_us_current(owner_client, cloud):
     assert cloud.request_count("vehicle.battery") == 0
     vehicle.refresh_from_db()
     assert vehicle.next_poll_at > timezone.now()
+
+
+@pytest.mark.django_db
+def test_csp_lets_the_link_form_redirect_to_the_automaker(owner_client, settings):
+    """Browsers apply form-action to the redirect after POST; the consent origin must be in it."""
+    response = owner_client.get(reverse("vehicles:link-brands"))
+    origin = settings.VEHICLE_PROVIDERS["smartcar"]["CONNECT_ORIGIN"]
+    directive = next(
+        part for part in response["Content-Security-Policy"].split(";") if "form-action" in part
+    )
+    assert origin in directive
