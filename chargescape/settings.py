@@ -348,6 +348,27 @@ TELEMETRY_POLL_IDLE_SECONDS = 30 * 60
 PRECISE_LOCATION_RETENTION_DAYS = 30
 HOME_GEOFENCE_METERS = 200
 
+# --- Planning ------------------------------------------------------------------------------------
+# The tariff used until the owner's utility tariff is known: time-of-use, in the owner's zone,
+# per kWh. A typical US residential EV rate: cheap overnight, expensive in the evening peak.
+DEFAULT_TARIFF = {
+    "currency": "USD",
+    "default_price": 0.24,
+    "periods": [
+        {"start": "00:00", "end": "07:00", "price": 0.11},
+        {"start": "16:00", "end": "21:00", "price": 0.45},
+    ],
+    "export_price": 0.08,
+}
+PLANNING_DEFAULTS = {
+    "charge_efficiency": 0.9,
+    "discharge_efficiency": 0.9,
+    "degradation_cost_per_kwh": 0.04,  # battery wear per discharged kWh (V2G)
+    "horizon_slots": 96,  # 24 h when the owner gave no departure
+    "max_horizon_slots": 192,  # never plan beyond 48 h
+    "soc_drift_replan_pct": 5,  # replan when the car is this far off its planned SoC
+}
+
 # --- Demo -----------------------------------------------------------------------------------------
 # Web and OCPP addresses printed by `make run`.
 WEB_PORT = env.int("CHARGESCAPE_WEB_PORT", default=8000)

@@ -3,7 +3,7 @@
   "use strict";
   function draw() {
     if (!window.Plotly) return;
-    document.querySelectorAll(".chart[data-figure]").forEach(function (element) {
+    document.querySelectorAll(".chart[data-figure]:not(.js-plotly-plot)").forEach(function (element) {
       const source = document.getElementById(element.dataset.figure);
       if (!source) return;
       const figure = JSON.parse(source.textContent);
@@ -13,6 +13,8 @@
       });
     });
   }
+  // Fragments loaded later (htmx, e.g. the charging plan) carry charts too.
+  document.addEventListener("htmx:afterSettle", draw);
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", draw);
   } else {
