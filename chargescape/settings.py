@@ -115,7 +115,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "cs:channels:"},
+        # redis-py's default 5 s read timeout equals channels_redis's 5 s blocking pop: under load
+        # a consumer's read times out and its charger is dropped. Give reads room.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": "cs:channels:",
+        },
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

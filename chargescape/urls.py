@@ -9,6 +9,7 @@ from chargescape import views
 api_v1 = [
     path("", include("accounts.api_urls")),
     path("", include("vehicles.api_urls")),
+    path("chargers/", include("vehicles.chargers.api_urls")),
 ]
 
 urlpatterns = [

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from vehicles import views
 
@@ -9,6 +9,7 @@ urlpatterns = [
     path("link/start/", views.link_start, name="link-start"),
     path("link/callback/", views.link_callback, name="link-callback"),
     path("webhooks/<slug:provider>/", views.provider_webhook, name="provider-webhook"),
+    path("chargers/", include("vehicles.chargers.urls")),
     path("<uuid:vehicle_id>/", views.vehicle_detail, name="vehicle-detail"),
     path("<uuid:vehicle_id>/unlink/", views.vehicle_unlink, name="vehicle-unlink"),
     path("<uuid:vehicle_id>/home/", views.vehicle_set_home, name="vehicle-set-home"),

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from vehicles import oem, selectors, services
+from vehicles.chargers import selectors as charger_selectors
 from vehicles.charts import vehicle_day_chart
 from vehicles.forms import PauseForm, PreferenceForm
 from vehicles.oem.base import OemError
@@ -45,7 +46,9 @@ def vehicle_list(request: HttpRequest) -> HttpResponse:
     vehicles = selectors.list_vehicles_for_owner(owner=request.user)
     for vehicle in vehicles:
         vehicle.next_departure = _departure(vehicle, request.user)
-    return render(request, "vehicles/list.html", {"tab": "vehicles", "vehicles": vehicles})
+    chargers = charger_selectors.list_charger_cards_for_owner(owner=request.user)
+    context = {"tab": "vehicles", "vehicles": vehicles, "chargers": chargers}
+    return render(request, "vehicles/list.html", context)
 
 
 @login_required

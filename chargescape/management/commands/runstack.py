@@ -17,8 +17,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from honcho.manager import Manager
 
+from chargescape.management.commands.seed_demo import DEMO_CHARGER_PREFIX
 
-def simulators(host: str, web_port: int) -> dict[str, list[str]]:
+
+def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
     """The demo's external parties, speaking their real protocols on loopback."""
     python = sys.executable
     smartcar = settings.VEHICLE_PROVIDERS["smartcar"]
@@ -44,6 +46,20 @@ def simulators(host: str, web_port: int) -> dict[str, list[str]]:
             smartcar["REDIRECT_URI"],
             "--webhook-url",
             f"http://{host}:{web_port}/vehicles/webhooks/smartcar/",
+        ],
+        # The demo owner's garage charger (seed_demo provisions and claims it).
+        "chargers": [
+            python,
+            "manage.py",
+            "simulate_chargers",
+            "--count",
+            "1",
+            "--ocpp",
+            "2.1",
+            "--prefix",
+            DEMO_CHARGER_PREFIX,
+            "--url",
+            f"ws://{host}:{ocpp_port}/ocpp",
         ],
     }
 
@@ -154,7 +170,7 @@ class Command(BaseCommand):
         manager = Manager()
         commands = processes(host, web_port, ocpp_port)
         if settings.RUN_SIMULATORS:
-            commands |= simulators(host, web_port)
+            commands |= simulators(host, web_port, ocpp_port)
         for name, command in commands.items():
             manager.add_process(name, shlex.join(command), cwd=str(settings.BASE_DIR))
         manager.loop()

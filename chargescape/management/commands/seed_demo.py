@@ -19,11 +19,16 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.roles import make_program_manager
+from vehicles.chargers import services as charger_services
+from vehicles.chargers.models import Charger
 
 OWNER_EMAIL = "owner@chargescape.test"
 OWNER_PASSWORD = "demo-owner-charge"  # noqa: S105 — printed demo credential, DEBUG only
 MANAGER_EMAIL = "manager@chargescape.test"
 MANAGER_PASSWORD = "demo-manager-grid"  # noqa: S105 — printed demo credential, DEBUG only
+# The simulator names its chargers <prefix>-<version>-<n>: the demo owner's one OCPP 2.1 charger.
+DEMO_CHARGER_PREFIX = "DEMO"
+DEMO_CHARGER_ID = f"{DEMO_CHARGER_PREFIX}-21-0001"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,16 @@ def seed_demo_accounts() -> DemoAccounts:
     codes = (
         RecoveryCodes(recovery) if recovery else RecoveryCodes.activate(manager)
     ).get_unused_codes()
+    if not Charger.objects.filter(charge_point_id=DEMO_CHARGER_ID).exists():
+        provisioned = charger_services.provision_charger(
+            charge_point_id=DEMO_CHARGER_ID,
+            max_power_kw=11,
+            v2g_capable=True,
+            name="Garage charger",
+        )
+        charger_services.claim_charger(
+            owner=owner, charge_point_id=DEMO_CHARGER_ID, pairing_code=provisioned.pairing_code
+        )
     return DemoAccounts(owner=owner, manager=manager, totp_secret=secret, recovery_codes=codes)
 
 
