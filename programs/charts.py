@@ -86,7 +86,7 @@ def plan_figure(*, plan: ChargingPlan, time_zone: str) -> dict:
     )
     figure.update_layout(
         height=300,
-        margin={"l": 40, "r": 10, "t": 10, "b": 40},
+        margin={"l": 40, "r": 45, "t": 10, "b": 40},
         hovermode="x unified",
         legend={"orientation": "h", "y": -0.25},
         paper_bgcolor="rgba(0,0,0,0)",
@@ -97,8 +97,9 @@ def plan_figure(*, plan: ChargingPlan, time_zone: str) -> dict:
             "overlaying": "y",
             "side": "right",
             "showgrid": False,
-            "showticklabels": False,
+            "ticksuffix": " kW",
             "fixedrange": True,
+            "range": _power_range(plan.power_kw),
         },
         yaxis3={
             "overlaying": "y",
@@ -110,6 +111,13 @@ def plan_figure(*, plan: ChargingPlan, time_zone: str) -> dict:
         },
     )
     return figure.to_plotly_json()
+
+
+def _power_range(power_kw: list[float]) -> list[float]:
+    """Power bars use the lower ~60 % of the chart so the SoC line stays readable above them."""
+    top = max([1.0, *power_kw])
+    bottom = min([0.0, *power_kw])
+    return [bottom * 1.7, top * 1.7]
 
 
 def plan_table(*, plan: ChargingPlan, time_zone: str) -> list[dict]:
