@@ -106,7 +106,7 @@ class Vehicle(models.Model):
     @property
     def masked_vin(self) -> str:
         """VINs identify a person's car: show only the last four characters."""
-        return f"•••••••••••••{self.vin[-4:]}" if self.vin else ""
+        return f"••••{self.vin[-4:]}" if self.vin else ""
 
 
 class VehicleReading(models.Model):

@@ -2,8 +2,10 @@
 geofence and location retention; tokens encrypted at rest."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -126,18 +128,21 @@ def test_tokens_are_encrypted_at_rest():
 
 
 def test_field_keys_rotate_without_losing_tokens():
+    """New key first, old key second, `rotate_field_keys`, then the old key can go."""
     from cryptography.fernet import Fernet
 
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     with override_settings(FIELD_ENCRYPTION_KEYS=[old_key]):
-        link = VehicleLinkFactory(access_token="rotate-me")
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT access_token FROM vehicles_vehiclelink WHERE id = %s", [link.pk])
-            under_old = cursor.fetchone()[0]
+        link = VehicleLinkFactory(access_token="rotate-me", refresh_token="and-me")
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, old_key]):
         assert VehicleLink.objects.get(pk=link.pk).access_token == "rotate-me"
-        rotated = crypto.rotate(under_old)
+        call_command("rotate_field_keys", stdout=StringIO())
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
-        assert crypto.decrypt(rotated) == "rotate-me"
+        rotated = VehicleLink.objects.get(pk=link.pk)
+        assert (rotated.access_token, rotated.refresh_token) == ("rotate-me", "and-me")
+    with override_settings(FIELD_ENCRYPTION_KEYS=[old_key]):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT access_token FROM vehicles_vehiclelink WHERE id = %s", [link.pk])
+            raw = cursor.fetchone()[0]
         with pytest.raises(crypto.InvalidToken):
-            crypto.decrypt(under_old)
+            crypto.decrypt(raw)  # no longer readable with the retired key
