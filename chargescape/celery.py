@@ -45,6 +45,9 @@ app.conf.update(
             "task": "vehicles.purge_precise_locations",
             "schedule": 24 * 3600.0,
         },
+        # I1: what the on-commit fast path missed is published within seconds.
+        "relay-command-outbox": {"task": "control.relay_outbox", "schedule": 5.0},
+        "execute-due-plan-slots": {"task": "programs.execute_due_slots", "schedule": 60.0},
     },
 )
 app.autodiscover_tasks()

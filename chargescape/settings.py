@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "accounts",
     "vehicles",
     "vehicles.chargers",
+    "vehicles.control",
     "programs",
 ]
 
@@ -373,6 +374,16 @@ PLANNING_DEFAULTS = {
     "max_horizon_slots": 192,  # never plan beyond 48 h
     "soc_drift_replan_pct": 5,  # replan when the car is this far off its planned SoC
 }
+
+# --- Execution (vehicles.control) ----------------------------------------------------------------
+# Our own deadline around a vehicle-cloud call (the Smartcar SDK waits up to 310 s on its own).
+CONTROL_OEM_TIMEOUT_SECONDS = env.float("CONTROL_OEM_TIMEOUT_SECONDS", default=20.0)
+# Transient failures retry after base × 2^attempt seconds (jitter, at most 5 min, never before
+# Retry-After); a command that failed this many times fails for good and the owner is told.
+CONTROL_RETRY_BASE_SECONDS = 5.0
+CONTROL_MAX_ATTEMPTS = 8
+# After an ambiguous failure (timeout after sending) wait this long, then read the device first.
+CONTROL_AMBIGUOUS_SETTLE_SECONDS = 30.0
 
 # --- Demo -----------------------------------------------------------------------------------------
 # Web and OCPP addresses printed by `make run`.

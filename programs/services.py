@@ -164,7 +164,16 @@ def replan_vehicle(
 
 @transaction.atomic
 def store_plan(*, vehicle: Vehicle, **fields: Any) -> ChargingPlan:
-    """Save the next version of a car's plan (versions never collide: the row lock serialises)."""
+    """Save the next version of a car's plan (versions never collide: the row lock serialises)
+    and send its current slot to the device at once, not at the next beat (owner actions on the
+    `control` queue)."""
+    from programs.tasks import execute_vehicle_slot  # tasks import services
+
     Vehicle.objects.select_for_update().filter(pk=vehicle.pk).first()
     latest = ChargingPlan.objects.filter(vehicle=vehicle).aggregate(Max("version"))["version__max"]
-    return ChargingPlan.objects.create(vehicle=vehicle, version=(latest or 0) + 1, **fields)
+    plan = ChargingPlan.objects.create(vehicle=vehicle, version=(latest or 0) + 1, **fields)
+    queue = "control" if plan.trigger == "preference_changed" else "default"
+    transaction.on_commit(
+        lambda: execute_vehicle_slot.apply_async(args=[str(vehicle.pk)], queue=queue)
+    )
+    return plan

@@ -17,3 +17,19 @@ def replan_vehicle(vehicle_id: str, trigger: str) -> None:
 
     cache.delete(pending_key(vehicle_id))  # later changes must enqueue a fresh replan
     services.replan_vehicle(vehicle_id=vehicle_id, trigger=trigger)
+
+
+@shared_task(name="programs.execute_due_slots", ignore_result=True)
+def execute_due_slots() -> int:
+    """Beat, every minute: the due slot of each current plan becomes a command (idempotent)."""
+    from programs import execution
+
+    return execution.execute_due_slots()
+
+
+@shared_task(name="programs.execute_vehicle_slot", acks_late=True, ignore_result=True)
+def execute_vehicle_slot(vehicle_id: str) -> int:
+    """Right after a new plan is stored: its first slot goes out without waiting for the beat."""
+    from programs import execution
+
+    return execution.execute_due_slots(vehicle_id=vehicle_id)

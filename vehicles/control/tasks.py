@@ -1,0 +1,34 @@
+"""Celery tasks of command execution: thin wrappers over vehicles.control.services."""
+
+from celery import shared_task
+
+
+@shared_task(
+    bind=True,
+    name="control.send_command",
+    acks_late=True,  # safe: a terminal or claimed command makes a re-run a no-op (I2)
+    reject_on_worker_lost=True,  # a worker killed mid-send re-delivers; the re-run reads first
+    max_retries=None,  # the command's own attempt budget decides when to give up
+    ignore_result=True,
+)
+def send_command(self, command_id: int) -> None:  # type: ignore[no-untyped-def]
+    from vehicles.control import services  # services enqueue this task
+
+    try:
+        services.send_command(command_id=command_id)
+    except services.RetryLater as later:
+        if self.request.is_eager and later.countdown > 0:
+            # In-process `.apply()` cannot wait: it would re-run at once and hit the same wait.
+            # The row keeps next_attempt_at; the relay re-drives it if nobody else does.
+            return
+        # Backoff, jitter and Retry-After were worked out by the service (and stored on the row).
+        raise self.retry(countdown=later.countdown) from None
+
+
+@shared_task(name="control.relay_outbox", ignore_result=True)
+def relay_outbox() -> int:
+    """Beat, every few seconds: publish what the fast path missed, re-drive lost messages (I1)."""
+    from vehicles.control import services
+
+    services.redrive_stalled_commands()
+    return services.relay_outbox()
