@@ -73,6 +73,9 @@ def test_owner_links_two_cars_and_sees_them_listed(owner_client, owner, cloud):
         assert vehicle.display_name in page
         assert f"{vehicle.battery_kwh:.0f} kWh · VIN ••••{vehicle.vin[-4:]}" in page
         assert vehicle.vin not in page
+    home = owner_client.get(reverse("home")).content.decode()
+    assert all(vehicle.display_name in home for vehicle in vehicles)
+    assert "Nothing to manage yet" not in home
     detail = owner_client.get(reverse("vehicles:vehicle-detail", args=[vehicles[0].pk]))
     text = detail.content.decode()
     assert vehicles[0].vin[-4:] in text
