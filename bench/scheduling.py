@@ -4,8 +4,8 @@ Run `python bench/scheduling.py` (full sizes, a few minutes) or `--quick` (1/10 
 minute). Each line prints PASS or FAIL against the issue's target for the size it ran.
 Baselines: the per-car LP loop (the lexicographic per-car LP of `lp.solve_lp`, model built for
 each car, one HiGHS instance reused) timed on a random sample of cars and extrapolated linearly to
-the fleet, and the exact single-model LP reference for costs. Where a full-size run would take
-many minutes (B3: one LP per feeder), the output says what was timed and how it was scaled.
+the fleet, and the exact single-model LP reference for costs. Where a run times only part of a
+problem (`b3` with timed < feeders), the output says what was timed and how it was scaled.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from programs.scheduling import Event, EventKind, Fleet, Problem, Signals, derive
 from programs.scheduling.lp import SolveError
 from programs.scheduling.model import plan_cost
+from programs.scheduling.outcome import finish_plan
 from programs.scheduling.planner import (
     plan_charge_only,
     plan_fleet,
@@ -196,39 +197,46 @@ def b4(n: int, time_limit_s: float) -> bool:
     problem = Problem.simple(
         fl, sig, events=[Event("peak", EventKind.EXPORT_REQUEST, *evening, kw)]
     )
-    fast_s, fast = best_of(1, lambda: respond_to_events(problem, base=base))
-    independent = Problem.simple(fl, sig)
-    independent_short = plan_fleet(independent).shortfall_kwh if n <= 20_000 else None
+    # The plan in force, finished (SoC, cost) as the services store it: phase one starts from it.
+    in_force = finish_plan(base_problem, derive(fl, T, DT), base)
+    # Judged on the first call (fresh memory, as a service answering an event would see it);
+    # the best of three more is printed beside it.
+    fast_s, fast = best_of(1, lambda: respond_to_events(problem, base_plan=in_force))
+    warm_s, _ = best_of(3, lambda: respond_to_events(problem, base_plan=in_force))
     met = float(fast.event_shortfall_kw["peak"].max())
     missed_fast = int((fast.shortfall_kwh > 1e-5).sum())
+    base_missed = int((in_force.shortfall_kwh > 1e-5).sum())
+    # No departure missed: no car falls further short than on its own plan (the plan in force).
+    kept = bool(np.all(fast.shortfall_kwh <= in_force.shortfall_kwh + 1e-5))
     try:
         opt_s, opt = best_of(1, lambda: plan_fleet(problem, time_limit_s=time_limit_s))
     except SolveError as error:  # HiGHS time limit: report it, never a number it did not reach
         return report(
             "B4 event",
             False,
-            f"{n} cars, export {kw:.0f} kW 17:00-19:00; phase 1 {fast_s:.3f} s, worst slot "
-            f"shortfall {met:.2e} kW, cars short at departure {missed_fast}; phase 2 did not "
+            f"{n} cars, export {kw:.0f} kW 17:00-19:00; phase 1 {fast_s:.3f} s (from the "
+            f"finished plan in force; best of 3 more {warm_s:.3f} s), worst slot "
+            f"shortfall {met:.2e} kW, cars short at departure {missed_fast} (on their own plans "
+            f"{base_missed}; none shorter than there: {kept}); phase 2 did not "
             f"finish within the {time_limit_s:.0f} s limit of its LP ({error})",
         )
     missed_opt = int((opt.shortfall_kwh > 1e-5).sum())
-    base_missed = (
-        int(base_problem and (independent_short > 1e-5).sum())
-        if (independent_short is not None)
-        else missed_fast
-    )
-    ok = fast_s <= 1.0 * max(n / 100_000, 0.2) and met <= 1e-6 and missed_fast <= base_missed
+    ok = fast_s <= 1.0 * max(n / 100_000, 0.2) and met <= 1e-6 and kept
     ok = (
         ok
         and opt_s <= 10.0 * max(n / 100_000, 0.2)
         and float(opt.event_shortfall_kw["peak"].max()) <= 1e-4
+        and bool(np.all(opt.shortfall_kwh <= in_force.shortfall_kwh + 1e-5))
     )
     return report(
         "B4 event",
         ok,
         f"{n} cars, export {kw:.0f} kW 17:00-19:00 (uncontrolled load there {load.max():.0f} kW);"
-        f" phase 1 {fast_s:.3f} s, worst slot shortfall {met:.2e} kW, cars short at departure "
-        f"{missed_fast} (none more than on their own: {base_missed}); phase 2 {opt_s:.2f} s, "
+        f" phase 1 {fast_s:.3f} s (from the finished plan in force; best of 3 more "
+        f"{warm_s:.3f} s), worst slot shortfall "
+        f"{met:.2e} kW, cars short at departure "
+        f"{missed_fast} (on their own plans {base_missed}; none shorter than there: {kept}); "
+        f"phase 2 {opt_s:.2f} s, "
         f"worst slot shortfall {float(opt.event_shortfall_kw['peak'].max()):.2e} kW, "
         f"cars short {missed_opt}; cost {fast.total_cost:.0f} -> {opt.total_cost:.0f}",
     )
@@ -246,8 +254,9 @@ def main() -> int:
     if "2" in args.only:
         results.append(b2(10_000 // scale, 100 // scale * 2))
     if "3" in args.only:
-        # Full: 2,000 cars per feeder, 3 of the 50 feeders timed (one LP each, ~9 s apiece here).
-        results.append(b3(10_000, 10, 10, 2) if args.quick else b3(100_000, 50, 3, 1))
+        # Every feeder is timed; the single-model LP reference (~10 s per 2,000-car feeder here)
+        # checks the cost on the first one (two in the quick run).
+        results.append(b3(10_000, 10, 10, 2) if args.quick else b3(100_000, 50, 50, 1))
     if "4" in args.only:
         results.append(b4(100_000 // scale, 30.0 if args.quick else 120.0))
     return 0 if all(results) else 1

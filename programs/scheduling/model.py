@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -217,8 +218,55 @@ class Derived:
     discharge_drain: FloatArray  # kWh drained per kW discharged for one slot: dt / eta_d
     v2g: BoolArray
     reachable: FloatArray  # the most energy the car can hold at departure on its own
-    forced_kw: FloatArray  # (N, T) full-power charging owed to the floor (below-floor plug-ins)
+    owed_kwh: FloatArray  # what the floor makes the car charge at full power from plug-in
+    max_charge_kw: FloatArray
     forced_slots: IntArray  # number of slots, from start, that carry forced charging
+    slots: int  # T
+
+    def take(self, index: IntArray | BoolArray) -> Derived:
+        """The bounds of the sub-fleet at `index` (what `derive` gives for `Fleet.take(index)`)."""
+        sub = Derived(
+            **{
+                name: value if name == "slots" else value[index]
+                for name in self.__dataclass_fields__
+                for value in [getattr(self, name)]
+            }
+        )
+        if "forced_kw" in self.__dict__:  # already built: slice it rather than build it again
+            sub.__dict__["forced_kw"] = self.__dict__["forced_kw"][index]
+        return sub
+
+    def forced_at(self, cars: IntArray, offset: IntArray) -> FloatArray:
+        """The floor's forced charging (kW) of `cars` in the slot `offset` after plug-in (arrays
+        that broadcast): full power until the floor is reached, the remainder in the last slot."""
+        left = self.owed_kwh[cars] - offset * (self.max_charge_kw * self.charge_gain)[cars]
+        kw = np.clip(left / self.charge_gain[cars], 0.0, self.max_charge_kw[cars])
+        inside = (offset >= 0) & (offset < (self.end - self.start)[cars])
+        return np.where(inside, kw, 0.0)
+
+    @cached_property
+    def forced_kw(self) -> FloatArray:
+        """(N, T) the floor's forced charging. Built on first use: most callers (the table fill
+        of a large fleet above all) need only `forced_slots` and `forced_at`."""
+        forced = np.zeros((len(self.start), self.slots))
+        low = np.flatnonzero(self.forced_slots > 0)
+        offset = np.arange(self.slots)[None, :] - self.start[low, None]
+        forced[low] = self.forced_at(low[:, None], offset)
+        return forced
+
+
+def _forced_slot_count(owed: FloatArray, full: FloatArray, length: IntArray) -> IntArray:
+    """How many slots from plug-in carry forced charging: those k < length with k * full < owed
+    (the test `forced_at` applies, in the same floating-point arithmetic)."""
+    count = np.zeros(len(owed), np.int64)
+    ok = (owed > 0) & (full > 0) & (length > 0)
+    o, f = owed[ok], full[ok]
+    k = np.ceil(o / f).astype(np.int64)
+    for _ in range(2):  # the division may round either way: settle on the exact boundary
+        k = np.where(k * f < o, k + 1, k)
+        k = np.where((k > 0) & ((k - 1) * f >= o), k - 1, k)
+    count[ok] = np.minimum(k, length[ok])
+    return count
 
 
 def derive(fleet: Fleet, slots: int, dt_h: float) -> Derived:
@@ -238,16 +286,6 @@ def derive(fleet: Fleet, slots: int, dt_h: float) -> Derived:
     full = fleet.max_charge_kw * charge_gain  # kWh per slot at full power
     reachable = np.maximum(e0, np.minimum(ceiling, e0 + full * length))
     owed = np.maximum(floor - e0, 0.0)  # kWh the floor makes the car charge at full power
-    # Dense (N, T) but computed only for the few cars below their floor.
-    forced = np.zeros((len(cap), slots))
-    low = np.flatnonzero((owed > 0) & (length > 0) & (full > 0))
-    offset = np.arange(slots)[None, :] - start[low, None]
-    in_window = (offset >= 0) & (offset < length[low, None])
-    left = owed[low, None] - offset * full[low, None]
-    kw = np.clip(left / charge_gain[low, None], 0.0, fleet.max_charge_kw[low, None])
-    forced[low] = np.where(in_window, kw, 0.0)
-    forced_slots = np.zeros(len(cap), dtype=np.int64)
-    forced_slots[low] = np.count_nonzero(forced[low] > 0, axis=1)
     return Derived(
         start=start,
         end=end,
@@ -259,8 +297,10 @@ def derive(fleet: Fleet, slots: int, dt_h: float) -> Derived:
         discharge_drain=discharge_drain,
         v2g=v2g,
         reachable=reachable,
-        forced_kw=forced,
-        forced_slots=forced_slots,
+        owed_kwh=owed,
+        max_charge_kw=fleet.max_charge_kw,
+        forced_slots=_forced_slot_count(owed, full, length),
+        slots=slots,
     )
 
 
@@ -283,22 +323,34 @@ def discharge_cost_per_kw(signals: Signals, dt_h: float, degradation: FloatArray
 
 def soc_trajectory(power_kw: FloatArray, derived: Derived, capacity_kwh: FloatArray) -> FloatArray:
     """(N, T+1) SoC fractions implied by a power plan, following the documented semantics."""
-    gain = np.where(
+    n_cars, slots = power_kw.shape
+    soc = np.empty((n_cars, slots + 1))
+    soc0 = derived.e0 / capacity_kwh
+    soc[:, 0] = soc0
+    # SoC gained per kW in each slot, charging or discharging; few passes over the (N, T) arrays
+    # (a fleet's are large: memory traffic costs more than the arithmetic).
+    step = np.where(
         power_kw > 0,
-        power_kw * derived.charge_gain[:, None],
-        power_kw * derived.discharge_drain[:, None],
+        (derived.charge_gain / capacity_kwh)[:, None],
+        (derived.discharge_drain / capacity_kwh)[:, None],
     )
-    energy = np.empty((power_kw.shape[0], power_kw.shape[1] + 1))
-    energy[:, 0] = derived.e0
-    np.cumsum(gain, axis=1, out=energy[:, 1:])
-    energy[:, 1:] += derived.e0[:, None]
-    return energy / capacity_kwh[:, None]
+    step *= power_kw
+    np.cumsum(step, axis=1, out=soc[:, 1:])
+    soc[:, 1:] += soc0[:, None]
+    return soc
 
 
 def plan_cost(power_kw: FloatArray, signals: Signals, dt_h: float, fleet: Fleet) -> FloatArray:
-    """(N,) cost of each car's plan, following the documented cost formula."""
+    """(N,) cost of each car's plan, following the documented cost formula.
+
+    With c = max(p, 0) and d = c - p, the discharge term dt * (base + degradation) . d needs no
+    (N, T) cost array: it is (c - p) . dt * base plus dt * degradation * sum(c - p)."""
     charge = np.maximum(power_kw, 0.0)
-    discharge = np.maximum(-power_kw, 0.0)
     c_cost = charge_cost_per_kw(signals, dt_h)
-    d_cost = discharge_cost_per_kw(signals, dt_h, fleet.degradation_cost_per_kwh)
-    return charge @ c_cost + np.einsum("nt,nt->n", discharge, d_cost)
+    d_base = discharge_cost_per_kw(signals, dt_h, np.zeros(1))[0]
+    drained_kw = charge.sum(axis=1) - power_kw.sum(axis=1)  # sum of d over the slots
+    return (
+        charge @ (c_cost + d_base)
+        - power_kw @ d_base
+        + dt_h * fleet.degradation_cost_per_kwh * drained_kw
+    )

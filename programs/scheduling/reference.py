@@ -12,7 +12,7 @@ import numpy as np
 
 from programs.scheduling.lp import Coupling, net_power, new_highs, solve_lp
 from programs.scheduling.model import Plan, Problem, derive
-from programs.scheduling.planner import _event_limit, _event_members, _event_slots, finish_plan
+from programs.scheduling.outcome import _event_limit, _event_members, _event_slots, finish_plan
 
 
 def reference_plan(problem: Problem, *, solver: str = "simplex") -> Plan:

@@ -23,7 +23,7 @@ from programs.scheduling import (
 )
 from programs.scheduling.greedy import fill_cheapest, fill_window
 from programs.scheduling.model import charge_cost_per_kw, plan_cost, soc_trajectory
-from programs.scheduling.planner import plan_v2g
+from programs.scheduling.planner import plan_charge_only, plan_v2g
 from tests.scheduling.scheduling_cases import assert_floor_rushed, assert_physical, random_problem
 
 # CI runs a fixed, derandomized set of examples (the same every run), so a build never fails on an
@@ -152,3 +152,30 @@ def test_table_fill_equals_the_general_fill(seed: int, slots: int) -> None:
         cost=cost, group=None, window=(derived.start, derived.end, fleet.max_charge_kw), **args
     )
     np.testing.assert_allclose(table, general, atol=1e-9)
+
+
+@BOUNDED
+@given(seed=seeds, slots=day_lengths)
+def test_table_plan_with_floors_equals_the_general_fill(seed: int, slots: int) -> None:
+    """Below-floor cars in the table-driven plan (filling after their forced slots, or from the
+    last one) get the general fill's cost and departure energy, car by car."""
+    problem = random_problem(seed, cars=60, slots=slots)
+    fleet, dt_h = problem.fleet, problem.dt_h
+    derived = derive(fleet, slots, dt_h)
+    cost = charge_cost_per_kw(problem.signals, dt_h)
+    table = plan_charge_only(fleet, derived, problem.signals, dt_h, slots)
+    general = plan_charge_only(
+        fleet, derived, problem.signals, dt_h, slots, cost=cost[None, :], group=None
+    )
+    # The forced slots are counted without building the (N, T) forced charging; they agree.
+    np.testing.assert_array_equal(
+        derived.forced_slots, np.count_nonzero(derived.forced_kw > 0, axis=1)
+    )
+    assert np.all(table >= derived.forced_kw - 1e-9)
+    assert np.all(table <= fleet.max_charge_kw[:, None] + 1e-9)
+    np.testing.assert_allclose(table @ cost, general @ cost, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        soc_trajectory(table, derived, fleet.capacity_kwh)[:, -1],
+        soc_trajectory(general, derived, fleet.capacity_kwh)[:, -1],
+        atol=1e-9,
+    )
