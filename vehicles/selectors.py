@@ -1,6 +1,7 @@
 """Reads of vehicles with their owners' access checks: another owner's vehicle is a 404."""
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -54,3 +55,13 @@ def readings_since(*, vehicle: Vehicle, since: datetime) -> QuerySet[VehicleRead
 
 def preference_for(*, vehicle: Vehicle) -> ChargingPreference:
     return ChargingPreference.objects.get_or_create(vehicle=vehicle)[0]
+
+
+def latest_readings(*, vehicle_ids: list[Any] | QuerySet) -> dict[Any, VehicleReading]:
+    """The newest reading of each vehicle, in one query (PostgreSQL DISTINCT ON)."""
+    readings = (
+        VehicleReading.objects.filter(vehicle_id__in=vehicle_ids)
+        .order_by("vehicle_id", "-recorded_at")
+        .distinct("vehicle_id")
+    )
+    return {reading.vehicle_id: reading for reading in readings}

@@ -160,3 +160,29 @@ def test_plan_page_asks_to_plug_in_and_hides_other_owners_plans(owner_client, ow
     services.replan_vehicle(vehicle_id=theirs.pk, trigger="plugged_in")
     response = owner_client.get(reverse("programs:vehicle-plan", args=[theirs.pk]))
     assert response.status_code == 404
+
+
+def test_fleet_replan_matches_one_by_one_and_skips_unplugged(django_assert_max_num_queries):
+    """The bulk path gives each car the plan the single-car path gives, in a few queries."""
+    plugged = [VehicleFactory() for _ in range(3)]
+    away = VehicleFactory()
+    plugged[1].owner.time_zone = "Europe/Berlin"
+    plugged[1].owner.save()
+    for soc, vehicle in zip((25, 40, 70), plugged, strict=True):
+        _plug_in(vehicle, soc)
+    vehicle_services.record_reading(
+        vehicle=away,
+        state=VehicleState(recorded_at=EVENING, soc_pct=50, plugged_in=False),
+        source="poll",
+    )
+    with django_assert_max_num_queries(12):
+        stored = services.replan_fleet(trigger="prices", now=EVENING)
+    assert stored == 3
+    assert not ChargingPlan.objects.filter(vehicle=away).exists()
+    for vehicle in plugged:
+        bulk = ChargingPlan.objects.get(vehicle=vehicle)
+        single = services.replan_vehicle(vehicle_id=vehicle.pk, trigger="check", now=EVENING)
+        assert (bulk.version, single.version) == (1, 2)
+        assert bulk.power_kw == single.power_kw
+        assert bulk.soc == single.soc
+        assert bulk.why == single.why
