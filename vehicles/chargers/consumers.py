@@ -9,8 +9,13 @@ Why the indirection. Channels hands a consumer one event at a time, so a handler
 charger's reply would block the very `websocket.receive` carrying that reply: a deadlock that only
 the call timeout ends. So `receive` only queues the frame; a reader task routes frames through
 the `ocpp` library (vehicles.chargers.csms); commands from other processes (group `ocpp.<id>`,
-see vehicles.chargers.rpc) and the profile push after a boot run as tasks, one CALL at a time per
-charger (`_call_lock`). A frame that fails any check gets its CALLERROR and the socket lives on.
+see vehicles.chargers.rpc, or a bulk message through vehicles.chargers.hub) and the profile push
+after a boot run as tasks, one CALL at a time per charger (`_call_lock`). A frame that fails any
+check gets its CALLERROR and the socket lives on.
+
+Memory (10,000 chargers a process): the reader task exists only while frames wait, the silence
+check and the message log are the hub's (one per process), and the `ocpp` ChargePoint is slimmed
+(vehicles.chargers.csms.CsmsBase).
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.utils import timezone
 from ocpp.exceptions import OCPPError
 
 from vehicles.chargers import frames, payloads, security, selectors, services
 from vehicles.chargers.csms import CSMS_BY_SUBPROTOCOL, VERSION_BY_SUBPROTOCOL, CsmsBase
+from vehicles.chargers.hub import Hub, hub_for_loop
 from vehicles.chargers.models import Charger, Direction, OcppMessage, group_name
 
 logger = logging.getLogger(__name__)
@@ -41,7 +50,6 @@ INBOX_LIMIT = 64
 # How often last_seen_at is written and the group membership refreshed (channels_redis forgets
 # group members after a day); writing on every frame would cost a write per heartbeat per charger.
 TOUCH_EVERY = timedelta(seconds=60)
-LOG_BATCH = 50  # message-log rows per INSERT at most
 POLICY_VIOLATION = 1008
 
 
@@ -59,6 +67,10 @@ class _Connection:
 
 
 class OcppConsumer(AsyncWebsocketConsumer):
+    # No channel of its own (that is a receive task and a queue per charger): commands and the
+    # superseded notice reach it through the process hub, which joins the group `ocpp.<id>`.
+    channel_layer_alias = "ocpp-consumers-listen-through-the-hub"
+
     charge_point_id: str
     charger: Charger
     csms: CsmsBase
@@ -68,7 +80,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.charge_point_id = self.scope["url_route"]["kwargs"]["charge_point_id"]
         self._tasks: set[asyncio.Task] = set()
         self._reader: asyncio.Task | None = None
-        self._log: list[OcppMessage] = []
         self._unlogged: set[str] = set()
         self._accepted = False
         subprotocol = next(
@@ -86,21 +97,39 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.csms.bind(self, charger.pk)
         self._handled = self.csms.handled_actions
         self._call_lock = asyncio.Lock()  # one outstanding CSMS → charger CALL per charger
-        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue(INBOX_LIMIT)
+        # A list, not an asyncio.Queue: one small object instead of four deques and an Event
+        # (~3 KiB per charger); it rarely holds more than one frame (OCPP-J §4.1.1).
+        self._inbox: list[str | bytes | None] = []
+        self.heard_at = asyncio.get_running_loop().time()
+        self._touched_at = timezone.now()
+        self.channel_layer = get_channel_layer()
+        self._hub: Hub = hub_for_loop(self.channel_layer)
         await self.accept(subprotocol=subprotocol)
         self._accepted = True
+        # This connection's identity (presence, superseded notices): the hub's channel + a nonce.
+        self._hub_channel = await self._hub.register(self.charge_point_id, self)
+        self.channel_name = f"{self._hub_channel}#{uuid.uuid4().hex[:12]}"
         # A reconnect can overtake the old socket's close: the older consumer steps aside, so a
         # command never runs twice.
         group = group_name(self.charge_point_id)
-        await self.channel_layer.group_send(
-            group, {"type": "ocpp.superseded", "channel": self.channel_name}
-        )
-        await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            async with self._hub.redis_gate:
+                await self.channel_layer.group_send(
+                    group,
+                    {
+                        "type": "ocpp.superseded",
+                        "charge_point_id": self.charge_point_id,
+                        "channel": self.channel_name,
+                    },
+                )
+                await self.channel_layer.group_add(group, self._hub_channel)
+        except Exception:  # unreachable for commands: better that the charger reconnects
+            logger.warning("%s: could not join its group", self.charge_point_id, exc_info=True)
+            await self.close()
+            return
         await database_sync_to_async(services.mark_charger_connected)(
             charger_id=charger.pk, protocol=self.version, channel_name=self.channel_name
         )
-        self._touched_at = timezone.now()
-        self._reader = asyncio.create_task(self._read_frames())
 
     async def _authenticate(self) -> Charger | None:
         credentials = security.parse_basic_auth(self.scope.get("headers", []))
@@ -125,32 +154,46 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         await self.base_send({"type": "websocket.http.response.body", "body": reason.encode()})
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch minus its `close_old_connections` hop before every event: that runs
+        on asgiref's database thread (one hop per frame and per command, a quarter of a fan-out's
+        time), and every database call here goes through database_sync_to_async, which already
+        closes stale connections before and after it runs."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     # --- frames in --------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            self._inbox.put_nowait(text_data if text_data is not None else bytes_data)
-        except asyncio.QueueFull:
+        self.heard_at = asyncio.get_running_loop().time()
+        if len(self._inbox) >= INBOX_LIMIT:
             logger.warning("%s: more than %d frames queued", self.charge_point_id, INBOX_LIMIT)
             await self.close(code=POLICY_VIOLATION)
+            return
+        self._inbox.append(text_data if text_data is not None else bytes_data)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_frames())
 
     async def _read_frames(self) -> None:
-        """The reader task: one frame at a time, in order, whatever happens to any of them."""
-        while True:
-            silence = selectors.silence_limit(self.charger).total_seconds()
-            try:
-                async with asyncio.timeout(silence):
-                    raw = await self._inbox.get()
-            except TimeoutError:
-                logger.info("%s: silent for %d s, closing", self.charge_point_id, silence)
-                await self.close()
-                return
+        """The reader task: one frame at a time, in order, whatever happens to any of them.
+
+        It lives only while frames wait (no idle task per charger); `receive` starts it again.
+        """
+        while self._inbox:
+            raw = self._inbox.pop(0)
             try:
                 await self._handle_frame(raw)
             except Exception:
                 logger.exception("%s: frame handling failed", self.charge_point_id)
-            if self._inbox.empty():
-                await self._flush_log()
+        self._reader = None  # no await since the emptiness check: no frame can slip past
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds past the silence limit (hub sweep; loop time), or None while within it."""
+        limit = selectors.silence_limit(self.charger).total_seconds()
+        over = now - self.heard_at - limit
+        return over if over > 0 else None
 
     async def _handle_frame(self, raw: str | bytes | None) -> None:
         check = frames.check_frame(raw, self.version, self._handled)
@@ -170,7 +213,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(services.touch_charger)(
             charger_id=self.charger.pk, seen_at=now
         )
-        await self.channel_layer.group_add(group_name(self.charge_point_id), self.channel_name)
+        try:
+            async with self._hub.redis_gate:
+                await self.channel_layer.group_add(
+                    group_name(self.charge_point_id), self._hub_channel
+                )
+        except Exception:  # the membership is still good for a day: try again next time
+            logger.warning("%s: could not refresh its group", self.charge_point_id, exc_info=True)
 
     # --- frames out -------------------------------------------------------------------------------
 
@@ -195,7 +244,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if direction == Direction.OUT and kind == 3 and unique_id in self._unlogged:
             self._unlogged.discard(unique_id)
             return
-        self._log.append(
+        self._hub.log(
             OcppMessage(
                 charger_id=self.charger.pk,
                 direction=direction,
@@ -207,14 +256,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    async def _flush_log(self) -> None:
-        while self._log:
-            batch, self._log = self._log[:LOG_BATCH], self._log[LOG_BATCH:]
-            try:
-                await database_sync_to_async(services.log_messages)(entries=batch)
-            except Exception:
-                logger.exception("%s: could not write the message log", self.charge_point_id)
-
     # --- calls out (tasks, never awaited inside a consumer handler) -------------------------------
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
@@ -223,29 +264,40 @@ class OcppConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def ocpp_command(self, event: dict[str, Any]) -> None:
-        """A command from any process (vehicles.chargers.rpc): run it as a task, answer later."""
+    def ocpp_command(self, event: dict[str, Any]) -> None:
+        """A command from any process (vehicles.chargers.rpc, relayed by the hub): run it as a
+        task, answer later."""
         self.spawn(self._run_command(event))
 
     async def _run_command(self, event: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"type": "ocpp.reply", "request_id": event["request_id"]}
+        reply = await self.run_command(
+            event["request_id"], event["action"], event["payload"], event["expires_at"]
+        )
+        if reply is not None:
+            await self.channel_layer.send(event["reply_to"], reply)
+
+    async def run_command(
+        self, request_id: str, action: str, payload: dict[str, Any], expires_at: float
+    ) -> dict[str, Any] | None:
+        """One CALL, after any CALL in progress; the reply message for the caller, or None when
+        the deadline (a UNIX time) passed first: a command is never applied after its caller gave
+        up, and the caller's own timeout reports it."""
+        reply: dict[str, Any] = {"type": "ocpp.reply", "request_id": request_id}
         try:
             async with self._call_lock:
-                remaining = event["expires_at"] - time.time()
+                remaining = expires_at - time.time()
                 if remaining <= 0:
-                    return  # the caller gave up: never apply a command late
+                    return None
                 async with asyncio.timeout(remaining):
-                    result = await self.csms.send_call(event["action"], event["payload"])
+                    result = await self.csms.send_call(action, payload)
             reply.update(ok=True, payload=result)
         except TimeoutError:
-            return  # the caller's own timeout fires at the same moment
+            return None
         except OCPPError as error:
             reply.update(ok=False, error_code=error.code, error_description=error.description)
         except (TypeError, ValueError) as error:  # a payload the request dataclass refuses
             reply.update(ok=False, error_code="FormatViolation", error_description=str(error))
-        finally:
-            await self._flush_log()
-        await self.channel_layer.send(event["reply_to"], reply)
+        return reply
 
     async def push_desired_profiles(self) -> None:
         """After a BootNotification: clear what was cleared offline, re-send what should be held."""
@@ -266,7 +318,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
                     await database_sync_to_async(services.record_profile_result)(
                         profile_id=push.pk, status="Error", error=repr(error)
                     )
-        await self._flush_log()
 
     async def _push_one(self, push: selectors.ProfilePush) -> None:
         if push.clear:
@@ -283,9 +334,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    async def ocpp_superseded(self, event: dict[str, Any]) -> None:
+    def ocpp_superseded(self, event: dict[str, Any]) -> None:
+        """A newer connection of this charger (any process) announced itself: step aside."""
         if event["channel"] != self.channel_name:
-            await self.close()
+            self.spawn(self.close())
 
     async def disconnect(self, code: int) -> None:
         if not getattr(self, "_accepted", False):
@@ -296,8 +348,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._flush_log()
-        await self.channel_layer.group_discard(group_name(self.charge_point_id), self.channel_name)
+        self._hub.unregister(self.charge_point_id, self)
+        # The log first: once the charger shows offline, everything it exchanged is readable.
+        await self._hub.flush_log()
         await database_sync_to_async(services.mark_charger_disconnected)(
             charger_id=self.charger.pk, channel_name=self.channel_name
         )
+        if self.charge_point_id in self._hub.consumers:
+            return  # a newer connection in this process took over: the hub stays in the group
+        try:  # after the presence write: a Redis hiccup must not leave the charger "online"
+            async with self._hub.redis_gate:
+                await self.channel_layer.group_discard(
+                    group_name(self.charge_point_id), self._hub_channel
+                )
+        except Exception:  # the membership expires with channels_redis's group_expiry
+            logger.warning("%s: could not leave its group", self.charge_point_id, exc_info=True)

@@ -13,21 +13,27 @@ codes), hence `skip_schema_validation=True` on every route.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import uuid
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import ocpp.messages
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from ocpp.charge_point import (
+    LOGGER,
     camel_to_snake_case,
     remove_nones,
     serialize_as_dict,
     snake_to_camel_case,
 )
-from ocpp.routing import after, on
+from ocpp.routing import after, create_route_map, on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
 from ocpp.v21 import ChargePoint as ChargePoint21
@@ -42,6 +48,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 ACCEPTED = {"status": "Accepted"}
+# The library validates every outgoing CALL and its reply in the default thread pool unless told
+# otherwise. OCPP payloads are small: the check takes well under a millisecond, while the thread
+# hop (and the GIL hand-off) made it the largest cost of a fan-out to many chargers.
+ocpp.messages.ASYNC_VALIDATION = False
 
 
 def heartbeat_interval_s() -> int:
@@ -64,19 +74,73 @@ def _decimal_to_float(value: Any) -> float:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+@functools.cache
+def _class_routes(cls: type) -> dict[str, dict[str, Any]]:
+    """The library's route map, built once per class from the (unbound) handler functions."""
+    return create_route_map(cls)
+
+
+class _BoundRoutes(Mapping):
+    """`ChargePoint.route_map` for one charger: the per-class table, bound on lookup."""
+
+    __slots__ = ("_owner", "_table")
+
+    def __init__(self, owner: CsmsBase) -> None:
+        self._owner = owner
+        self._table = _class_routes(type(owner))
+
+    def __getitem__(self, action: str) -> dict[str, Any]:
+        return {
+            key: value.__get__(self._owner) if callable(value) else value
+            for key, value in self._table[action].items()
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
 class CsmsBase:
-    """Shared by the three versions: the consumer link, DB helper and outgoing calls."""
+    """Shared by the three versions: the consumer link, DB helper and outgoing calls.
+
+    Memory: one instance per connected charger (10,000 in a process), so it skips
+    `ChargePoint.__init__`, which builds a route map of bound methods and an asyncio.Queue for
+    replies per instance (~4 KiB together). The routes are a per-class table here, and the reply
+    queue is created by the first CALL the CSMS sends (most chargers get a few a day).
+    """
 
     consumer: OcppConsumer
     charger_id: int
+
+    def __init__(self, id: str, connection: Any, response_timeout: int = 30) -> None:
+        self.id = id
+        self._connection = connection
+        self._response_timeout = response_timeout
+        self._call_lock = asyncio.Lock()  # no waiter deque until contended
+        self._unique_id_generator = uuid.uuid4
+        self.logger = LOGGER
+        self._replies: asyncio.Queue | None = None
+
+    @property
+    def route_map(self) -> Mapping[str, dict[str, Any]]:
+        return _BoundRoutes(self)
+
+    @property
+    def _response_queue(self) -> asyncio.Queue:
+        # The library puts CALLRESULT / CALLERROR frames here and `call` reads them.
+        if self._replies is None:
+            self._replies = asyncio.Queue()
+        return self._replies
 
     def bind(self, consumer: OcppConsumer, charger_id: int) -> None:
         self.consumer = consumer
         self.charger_id = charger_id
 
     @property
-    def handled_actions(self) -> set[str]:
-        return {action for action, hooks in self.route_map.items() if "_on_action" in hooks}  # type: ignore[attr-defined]
+    def handled_actions(self) -> frozenset[str]:
+        return _handled_actions(type(self))
 
     async def db(self, function: Any, **kwargs: Any) -> Any:
         return await database_sync_to_async(function)(charger_id=self.charger_id, **kwargs)
@@ -299,6 +363,13 @@ class Csms21(Csms2xMixin, CsmsBase, ChargePoint21):
             needs=snake_to_camel_case(charging_needs),
         )
         return result21.NotifyEVChargingNeeds(status="Accepted")
+
+
+@functools.cache
+def _handled_actions(cls: type) -> frozenset[str]:
+    return frozenset(
+        action for action, hooks in _class_routes(cls).items() if "_on_action" in hooks
+    )
 
 
 CSMS_BY_SUBPROTOCOL: dict[str, type[CsmsBase]] = {

@@ -21,6 +21,7 @@ Pure functions (JSON in, JSON out); the consumer sends what `check_frame` return
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ def _framework_error(version: str, unique_id: str, description: str) -> FrameChe
     return FrameCheck(error=call_error(unique_id, code, description))
 
 
-def check_frame(raw: str | bytes | None, version: str, handled: set[str]) -> FrameCheck:
+def check_frame(raw: str | bytes | None, version: str, handled: AbstractSet[str]) -> FrameCheck:
     """Classify one websocket frame from a charger speaking `version`; `handled` are the actions
     the CSMS answers. CALL payloads are validated against the version's JSON schema."""
     if not isinstance(raw, str):

@@ -2,9 +2,11 @@
 
     reply = await call_charger("CP-1", "GetCompositeSchedule", {...}, timeout=15)
 
-The message goes to the group `ocpp.<id>`; the one consumer holding that charger's socket (on any
-OCPP process) runs the CALL as a task — the charger's reply arrives through the same consumer, so
-awaiting it inside the handler would deadlock — and answers on a fresh reply channel. No answer
+The message goes to the group `ocpp.<id>`, whose member is the hub of the OCPP process holding
+that charger's socket (vehicles.chargers.hub); its consumer runs the CALL as a task — the
+charger's reply arrives through the same consumer, so awaiting it inside a handler would
+deadlock — and answers on a fresh reply channel. `call_chargers` sends a fleet's commands as one
+message per process. No answer
 within `timeout` raises CommandTimeout (nobody holds the socket, or the charger stayed silent); a
 CALLERROR raises CommandFailed. A command that waited in the consumer past its deadline is dropped
 unsent, so a caller that gave up never has its command applied later. Celery tasks and services use
@@ -71,6 +73,8 @@ async def call_charger(
         group_name(charge_point_id),
         {
             "type": "ocpp.command",
+            # The group reaches the process holding the socket; this picks the socket there.
+            "charge_point_id": charge_point_id,
             "request_id": request_id,
             "action": action,
             "payload": payload,
@@ -93,31 +97,69 @@ async def call_charger(
     raise CommandFailed(reply["error_code"], reply.get("error_description", ""))
 
 
-# In-flight commands per fan-out: the Redis connection pool is finite, and the replies come back
-# no faster than the OCPP processes can relay them.
-FANOUT_CONCURRENCY = 64
+BULK_CHUNK = 500  # (charger, CALL) pairs per group message: ~200 KB, and OCPP processes start early
 
 
 async def call_chargers(
     commands: list[tuple[str, str, dict[str, Any]]],
     *,
     timeout: float = DEFAULT_TIMEOUT_S,
-    concurrency: int = FANOUT_CONCURRENCY,
 ) -> list[dict[str, Any] | CommandError]:
-    """Many (charge point id, action, payload) commands at once, at most `concurrency` in flight.
+    """Many (charge point id, action, payload) commands at once, e.g. a profile to a fleet.
 
     Returns one entry per command, in order: the reply payload, or the CommandError it ended with.
+    One group message per `BULK_CHUNK` commands reaches every OCPP process (vehicles.chargers.hub);
+    each runs the commands for the chargers it holds, with the same rules as `call_charger` (one
+    CALL at a time per charger, nothing sent after `timeout`), and answers in batches. A charger
+    held by no process ends with CommandTimeout after `timeout`.
     """
-    gate = asyncio.Semaphore(concurrency)
+    from vehicles.chargers.hub import BULK_GROUP
 
-    async def one(charge_point_id: str, action: str, payload: dict[str, Any]):  # type: ignore[no-untyped-def]
-        async with gate:
-            try:
-                return await call_charger(charge_point_id, action, payload, timeout=timeout)
-            except CommandError as error:
-                return error
-
-    return await asyncio.gather(*(one(*command) for command in commands))
+    if not commands:
+        return []
+    layer = _layer()
+    reply_channel = await layer.new_channel("ocpp-reply.")
+    expires_at = time.time() + timeout
+    request_ids = [uuid.uuid4().hex for _ in commands]
+    index = {request_id: i for i, request_id in enumerate(request_ids)}
+    results: list[dict[str, Any] | CommandError | None] = [None] * len(commands)
+    for start in range(0, len(commands), BULK_CHUNK):
+        chunk = [
+            [request_ids[i], *commands[i]]
+            for i in range(start, min(start + BULK_CHUNK, len(commands)))
+        ]
+        await layer.group_send(
+            BULK_GROUP,
+            {
+                "type": "ocpp.bulk",
+                "commands": chunk,
+                "reply_to": reply_channel,
+                "expires_at": expires_at,
+            },
+        )
+    pending = len(commands)
+    try:
+        async with asyncio.timeout(timeout):
+            while pending:
+                message = await layer.receive(reply_channel)
+                for reply in message.get("replies", ()):
+                    i = index.get(reply["request_id"])
+                    if i is None or results[i] is not None:
+                        continue
+                    pending -= 1
+                    results[i] = (
+                        reply["payload"]
+                        if reply["ok"]
+                        else CommandFailed(reply["error_code"], reply.get("error_description", ""))
+                    )
+    except TimeoutError:
+        pass
+    return [
+        result
+        if result is not None
+        else CommandTimeout(f"{commands[i][0]} did not answer {commands[i][1]} in {timeout:g} s")
+        for i, result in enumerate(results)
+    ]
 
 
 def call_charger_sync(
