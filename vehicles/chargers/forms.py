@@ -3,6 +3,7 @@
 from django import forms
 
 from vehicles.chargers.models import CHARGE_POINT_ID_RE
+from vehicles.models import Vehicle
 
 
 class ClaimChargerForm(forms.Form):
@@ -22,3 +23,18 @@ class ClaimChargerForm(forms.Form):
 
     def clean_charge_point_id(self) -> str:
         return self.cleaned_data["charge_point_id"].strip()
+
+
+class PairVehicleForm(forms.Form):
+    vehicle = forms.ModelChoiceField(
+        label="The car that usually plugs in here",
+        queryset=Vehicle.objects.none(),
+        required=False,
+        empty_label="No car in particular",
+    )
+
+    def __init__(self, *args, owner, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["vehicle"].queryset = Vehicle.objects.filter(owner=owner).exclude(
+            link_state=Vehicle.LinkState.UNLINKED
+        )

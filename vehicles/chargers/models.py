@@ -47,6 +47,14 @@ class Charger(models.Model):
     # Django password hash: the code is short (typed from a label), so it gets a slow hash.
     pairing_code_hash = models.CharField(max_length=128, editable=False)
     name = models.CharField(max_length=60, blank=True, help_text="What the owner calls it.")
+    # The car that usually plugs in here: its plan is carried out through this charger.
+    usual_vehicle = models.ForeignKey(
+        "vehicles.Vehicle",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="home_chargers",
+    )
     protocol = models.CharField(max_length=8, choices=OcppVersion.choices, blank=True)
     vendor = models.CharField(max_length=50, blank=True)
     model = models.CharField(max_length=50, blank=True)

@@ -32,6 +32,7 @@ from vehicles.chargers.models import (
     SessionState,
 )
 from vehicles.chargers.selectors import profile_spec
+from vehicles.models import Vehicle
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,18 @@ def claim_charger(*, owner: Any, charge_point_id: str, pairing_code: str) -> Cha
     charger.owner = owner
     charger.claimed_at = timezone.now()
     charger.save(update_fields=["owner", "claimed_at", "updated_at"])
+    return charger
+
+
+@transaction.atomic
+def pair_vehicle(*, charger: Charger, vehicle: Vehicle | None) -> Charger:
+    """Record which of the owner's cars usually plugs in here (None: no car in particular)."""
+    if vehicle is not None and (
+        vehicle.owner_id != charger.owner_id or vehicle.link_state == Vehicle.LinkState.UNLINKED
+    ):
+        raise ChargerError("Choose one of your linked cars.")
+    charger.usual_vehicle = vehicle
+    charger.save(update_fields=["usual_vehicle", "updated_at"])
     return charger
 
 

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 
 from chargescape import ratelimit
 from vehicles.chargers import selectors, services
-from vehicles.chargers.forms import ClaimChargerForm
+from vehicles.chargers.forms import ClaimChargerForm, PairVehicleForm
 
 # Pairing codes carry 50 bits; ten tries per ten minutes per owner makes guessing hopeless.
 CLAIM_LIMIT, CLAIM_WINDOW_S = 10, 600
@@ -38,7 +38,15 @@ def charger_claim(request: HttpRequest) -> HttpResponse:
 @login_required
 def charger_detail(request: HttpRequest, charger_id: int) -> HttpResponse:
     card = selectors.get_owned_charger_card(owner=request.user, charger_id=charger_id)
-    sessions = selectors.list_recent_sessions(charger=card.charger)
-    return render(
-        request, "chargers/detail.html", {"card": card, "sessions": sessions, "tab": "vehicles"}
+    form = PairVehicleForm(
+        request.POST or None,
+        owner=request.user,
+        initial={"vehicle": card.charger.usual_vehicle_id},
     )
+    if request.method == "POST" and form.is_valid():
+        services.pair_vehicle(charger=card.charger, vehicle=form.cleaned_data["vehicle"])
+        messages.success(request, "Saved: we'll plan that car's charging through this charger.")
+        return redirect("vehicles:chargers:charger-detail", charger_id=card.charger.pk)
+    sessions = selectors.list_recent_sessions(charger=card.charger)
+    context = {"card": card, "sessions": sessions, "pair_form": form, "tab": "vehicles"}
+    return render(request, "chargers/detail.html", context, status=400 if form.errors else 200)
