@@ -15,6 +15,7 @@ import uvicorn
 from asgiref.sync import sync_to_async
 
 from vehicles.chargers import services
+from vehicles.chargers.hub import LOG_FLUSH_S
 from vehicles.chargers.models import Charger
 from vehicles.sim.chargers import ManualClock, SimulatedCharger
 
@@ -130,3 +131,19 @@ async def recv_json(socket: Any, timeout: float = 5.0) -> Any:
 
     async with asyncio.timeout(timeout):
         return json.loads(await socket.recv())
+
+
+@pytest.fixture(autouse=True)
+def quiet_ocpp_server(request):
+    """After a test that talks to the module's OCPP server, wait until every charger socket is
+    closed server-side and the hub's batched log has flushed, before the database is flushed:
+    a disconnect handler still writing while TRUNCATE runs deadlocks the teardown."""
+    if "transactional_db" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # so its flush runs after this teardown
+    yield
+    deadline = time.monotonic() + 5
+    while Charger.objects.filter(is_connected=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(3 * LOG_FLUSH_S)
