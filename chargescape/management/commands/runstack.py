@@ -46,6 +46,9 @@ def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]
             smartcar["REDIRECT_URI"],
             "--webhook-url",
             f"http://{host}:{web_port}/vehicles/webhooks/smartcar/",
+            # Linked demo cars stay linked across restarts (grants and tokens kept).
+            "--state-file",
+            str(settings.LOCAL_DIR / "sim-cloud.pickle"),
         ],
         # The demo owner's garage charger (seed_demo provisions and claims it).
         "chargers": [

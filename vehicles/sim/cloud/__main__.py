@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import uvicorn
 
@@ -48,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-auto-webhooks", action="store_true", help="only send webhooks when asked (/_sim/)"
     )
+    parser.add_argument(
+        "--state-file",
+        help="keep cars, grants and tokens here across restarts (loaded if present, saved on exit)",
+    )
     args = parser.parse_args(argv)
     if not args.client_secret or not args.management_token:
         parser.error(
@@ -60,7 +66,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = datetime.fromisoformat(args.start).astimezone(UTC) if args.start else None
-    world = World(
+    state_file = Path(args.state_file) if args.state_file else None
+    if state_file is not None and state_file.exists():
+        world = World.load(state_file, resume_at=datetime.now(UTC) if args.time_scale else None)
+        world.webhook_url, world.redirect_uris = args.webhook_url, tuple(args.redirect_uri)
+        print(f"Resumed the simulated cloud from {state_file}", flush=True)
+    else:
+        world = new_world(args, start)
+    # uvicorn shuts down gracefully, then re-raises the signal to the handler it found: make that
+    # an exit we can run `finally` on, so the world is saved on SIGTERM as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        serve(world, args)
+    finally:
+        if state_file is not None:
+            world.save(state_file)
+
+
+def new_world(args: argparse.Namespace, start: datetime | None) -> World:
+    return World(
         cars=args.cars,
         seed=args.seed,
         client_id=args.client_id,
@@ -74,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         routine=not args.no_routine,
         auto_webhooks=bool(args.webhook_url) and not args.no_auto_webhooks,
     )
+
+
+def serve(world: World, args: argparse.Namespace) -> None:
+    """Serve until interrupted (uvicorn handles SIGINT/SIGTERM and returns)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

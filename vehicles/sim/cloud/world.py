@@ -12,11 +12,13 @@ OAuth state lives in the `Grants` mixin (grants.py), faults and counters in `Fau
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import webhooks
@@ -140,6 +142,39 @@ class World(Grants, Faults):
         self.outbox: list[dict] = []  # webhook events waiting to be POSTed (outside the lock)
         self.deliveries: list[webhooks.Delivery] = []
         self._last_webhook_soc: dict[str, float] = {}
+
+    # -- persistence (make run keeps the demo's grants across restarts) -------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["lock"]
+        state["_start"], state["_advanced_s"] = self.now(), 0.0  # freeze the clock
+        state["outbox"], state["deliveries"] = [], []
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+        self._wall0 = time.monotonic()
+
+    def save(self, path: Path) -> None:
+        """Write the whole world (cars, grants, tokens, clock) to `path`, atomically."""
+        with self.lock:
+            data = pickle.dumps(self)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, *, resume_at: datetime | None = None) -> World:
+        """A world saved by `save`; with `resume_at`, the clock jumps there and the cars live
+        through the gap (routine and charging) on the next sync."""
+        world = pickle.loads(path.read_bytes())  # noqa: S301 — our own file, written by save()
+        if not isinstance(world, cls):
+            raise TypeError(f"{path} does not hold a simulated world")
+        if resume_at is not None and resume_at > world.now():
+            world._start, world._advanced_s = resume_at, 0.0
+            world._wall0 = time.monotonic()
+        return world
 
     # -- clock ----------------------------------------------------------------------------------
     def now(self) -> datetime:
