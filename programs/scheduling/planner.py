@@ -5,9 +5,11 @@ Called by the Django services (through `plan_fleet` and `respond_to_events`) and
   the vectorised dynamic programme for V2G cars.
 - A feeder whose cap those plans breach: for charge-only cars, the exact flow augmentation of
   `feeder.plan_capped_charge_only`; otherwise, or where it declines, one lexicographic LP.
-- A group an unmet event couples (no feeder cap): the LP over the cars that can change the event's
-  net import, the others keeping their own plans. An event on every feeder is split into
-  per-feeder targets from the phase-one response (`events.respond_to_events`).
+- A group an unmet event couples (no feeder cap): the cars that can change the event's net import
+  are re-planned, the others keep their own plans; by the price decomposition of `decompose` when
+  phase one meets every event row, else (or if its proven gap stays above 0.5 %) by the LP. An
+  event on every feeder is split into per-feeder targets from the phase-one response
+  (`events.respond_to_events`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from programs.scheduling.decompose import plan_event_rows
 from programs.scheduling.events import respond_to_events
 from programs.scheduling.feeder import plan_capped_charge_only
 from programs.scheduling.independent import plan_charge_only, plan_independent, plan_v2g
@@ -40,6 +43,10 @@ from programs.scheduling.outcome import (
     _net_import,
     finish_plan,
 )
+
+# Phase two's event rows: "decompose" (price decomposition, `decompose.plan_event_rows`, falling
+# back to the LP when its proven gap stays above the tolerance) or "lp" (the LP alone).
+EVENT_METHOD = "decompose"
 
 # Re-exported: the benchmarks and older callers import these from here.
 __all__ = [
@@ -219,6 +226,19 @@ def _plan_event_group(
     )
     slack = CAP_TOLERANCE_KW / 2  # under the reporting tolerance: a shortfall this small is none
     hard = [replace(c, soft=False, limit_kw=c.limit_kw + slack) for c in reduced]
+    if met and hint is not None and EVENT_METHOD == "decompose":
+        found = plan_event_rows(
+            fleet=fleet.take(keep),
+            derived=sub,
+            signals=problem.signals,
+            dt_h=problem.dt_h,
+            slots=problem.slots,
+            couplings=hard,
+            columns=[own[keep], hint[keep]],  # the last: the starting plan
+        )
+        if found is not None:
+            out[keep] = found[0]
+            return out
     attempts = [hard] if met else []
     attempts.append(reduced)
     for attempt in attempts:

@@ -19,6 +19,8 @@ for a whole chunk of cars at once. Cars are chunked by window length so the arra
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from programs.scheduling.lp import _departure_goal, discharge_allowed
@@ -36,10 +38,23 @@ CHUNK_CARS = 1024  # (chunk, 2W+1) float arrays of ~1.5 MB: they stay in cache
 
 
 def plan_v2g_exact(
-    fleet: Fleet, derived: Derived, signals: Signals, dt_h: float, slots: int
+    fleet: Fleet,
+    derived: Derived,
+    signals: Signals,
+    dt_h: float,
+    slots: int,
+    *,
+    extra_kw_cost: FloatArray | None = None,
+    workers: int = 1,
 ) -> FloatArray:
     """(N, T) each car's optimal plan: the floor (rising at full power for a below-floor car),
-    the reachable target at departure, then the least cost; equal to the per-car LP optimum."""
+    the reachable target at departure, then the least cost; equal to the per-car LP optimum.
+
+    `extra_kw_cost` (T,) >= 0, if given, is added to the cost of each kW of net import (charging
+    costs more, discharging earns more): the price of an event row in `decompose`. Where the plan
+    may discharge stays as the signals alone decide (`lp.discharge_allowed`); the cost stays convex
+    because a round trip loses energy. `workers` > 1 solves the chunks of cars in that many
+    threads (the same plan)."""
     power = np.zeros((fleet.size, slots))
     length = derived.end - derived.start
     active = np.flatnonzero(length > 0)
@@ -48,11 +63,24 @@ def plan_v2g_exact(
     c_cost = charge_cost_per_kw(signals, dt_h)
     d_cost = discharge_cost_per_kw(signals, dt_h, fleet.degradation_cost_per_kwh)
     may_discharge = discharge_allowed(signals, dt_h, derived, d_cost) & (derived.forced_kw <= 0)
+    if extra_kw_cost is not None:
+        c_cost = c_cost + extra_kw_cost
+        d_cost = d_cost - extra_kw_cost[None, :]
     goal = _departure_goal(derived)
     by_length = active[np.argsort(length[active], kind="stable")]
-    for lo in range(0, len(by_length), CHUNK_CARS):
+
+    def solve(lo: int) -> None:
         cars = by_length[lo : lo + CHUNK_CARS]
         power[cars] = _solve_chunk(fleet, derived, cars, c_cost, d_cost, may_discharge, goal, slots)
+
+    starts = range(0, len(by_length), CHUNK_CARS)
+    if workers > 1 and len(starts) > 1:
+        # The chunks are independent and numpy releases the GIL in their array operations.
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(solve, starts))
+    else:
+        for lo in starts:
+            solve(lo)
     return power
 
 
