@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from programs.scheduling import (
@@ -160,6 +160,7 @@ def test_phase_one_keeps_the_cars_an_event_cannot_use() -> None:
     kind=st.sampled_from([EventKind.IMPORT_CAP, EventKind.EXPORT_REQUEST]),
     kw=st.floats(0.0, 80.0),
 )
+@example(seed=4444, kind=EventKind.IMPORT_CAP, kw=0.0)  # CI on Python 3.13: master fell back
 def test_event_lp_over_the_cars_that_matter_is_the_full_lp(
     method: str, seed: int, kind: EventKind, kw: float
 ) -> None:
@@ -191,7 +192,12 @@ def test_event_lp_over_the_cars_that_matter_is_the_full_lp(
     assert plan.total_cost >= ref.total_cost - 1e-6 * scale
     tolerance = decompose.STOP_GAP if method == "decompose" else 1e-6
     assert plan.total_cost <= ref.total_cost + tolerance * scale
-    assert gaps == [] if method == "lp" else all(g <= decompose.STOP_GAP for g in gaps)
+    # A master LP HiGHS cannot solve to optimality hands the group back to the LP (gap inf): the
+    # plan is then the LP's, checked above. That the decomposition is normally taken, without
+    # fallback, is the next test's job.
+    assert (
+        gaps == [] if method == "lp" else all(g <= decompose.STOP_GAP or np.isinf(g) for g in gaps)
+    )
 
 
 @pytest.mark.parametrize("ipm_from", [decompose.IPM_FROM_COLUMNS, 0])
