@@ -48,6 +48,11 @@ app.conf.update(
         # I1: what the on-commit fast path missed is published within seconds.
         "relay-command-outbox": {"task": "control.relay_outbox", "schedule": 5.0},
         "execute-due-plan-slots": {"task": "programs.execute_due_slots", "schedule": 60.0},
+        # Closed loop: sent commands confirmed by telemetry (or re-sent, or failed with a
+        # diagnosis) a few minutes after sending; departure warnings recorded.
+        "check-sent-commands": {"task": "control.check_sent_commands", "schedule": 60.0},
+        # Grid events start and end within 30 s of their window (two beats: SKIP LOCKED claims).
+        "advance-grid-events": {"task": "programs.advance_events", "schedule": 30.0},
     },
 )
 app.autodiscover_tasks()

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",
     "channels",
     "rest_framework",
     "drf_spectacular",
@@ -89,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chargescape.context_processors.navigation",
+                "programs.context_processors.event_notices",
             ],
         },
     },
@@ -366,6 +368,10 @@ DEFAULT_TARIFF = {
     ],
     "export_price": 0.08,
 }
+# Fleet fan-outs (an event starting or ending) run as tasks of this many cars on the `bulk` queue.
+PROGRAMS_FANOUT_BATCH = 500
+# Dispatching an event of at least this many kW asks the manager to type the program code.
+EVENT_CONFIRM_ABOVE_KW = env.float("EVENT_CONFIRM_ABOVE_KW", default=1000.0)
 PLANNING_DEFAULTS = {
     "charge_efficiency": 0.9,
     "discharge_efficiency": 0.9,
@@ -384,6 +390,14 @@ CONTROL_RETRY_BASE_SECONDS = 5.0
 CONTROL_MAX_ATTEMPTS = 8
 # After an ambiguous failure (timeout after sending) wait this long, then read the device first.
 CONTROL_AMBIGUOUS_SETTLE_SECONDS = 30.0
+
+# --- Closed loop (vehicles.control.confirm) ------------------------------------------------------
+# A command the car's cloud or charger accepted must show in the car's own telemetry (charging,
+# not charging, the new limit) this long after it was sent; cars take a minute or two to start
+# drawing power and report it. Without a sign by then we ask the car for a fresh reading and wait
+# as long again; still nothing and the command is sent once more, or failed with a diagnosis in
+# plain words.
+CONTROL_CONFIRM_AFTER_SECONDS = env.int("CONTROL_CONFIRM_AFTER_SECONDS", default=180)
 
 # --- Demo -----------------------------------------------------------------------------------------
 # Web and OCPP addresses printed by `make run`.

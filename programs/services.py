@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,9 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from programs.models import ChargingPlan
-from programs.scheduling import Fleet, Problem, Signals, plan_fleet, why_sentence
+from programs.models import ChargingPlan, EventParticipation, GridEvent
+from programs.scheduling import Event, Fleet, Plan, Problem, Signals, plan_fleet, why_sentence
+from programs.tariffs import PriceSchedule, schedule_for, tariff_for_zip
 from vehicles import selectors as vehicle_selectors
 from vehicles.models import ChargingPreference, Vehicle, VehicleReading
 from vehicles.preferences import next_departure
@@ -35,24 +36,6 @@ def slot_start(moment: datetime) -> datetime:
     """The 15-minute UTC slot containing `moment`."""
     moment = moment.astimezone(UTC)
     return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
-
-
-def tariff_prices(*, start: datetime, slots: int, time_zone: str) -> np.ndarray:
-    """Import price per slot from the default time-of-use tariff, read in the owner's zone."""
-    tariff = settings.DEFAULT_TARIFF
-    zone = zoneinfo.ZoneInfo(time_zone)
-    periods = [
-        (time.fromisoformat(p["start"]), time.fromisoformat(p["end"]), float(p["price"]))
-        for p in tariff["periods"]
-    ]
-    prices = np.full(slots, float(tariff["default_price"]))
-    for index in range(slots):
-        local = (start + index * SLOT).astimezone(zone).time()
-        for begin, end, price in periods:
-            if begin <= local < end:
-                prices[index] = price
-                break
-    return prices
 
 
 def _needs_replan(vehicle: Vehicle, trigger: str, soc_pct: float) -> bool:
@@ -128,11 +111,20 @@ def car_inputs(
     )
 
 
-def solve(*, cars: list[CarInputs], start: datetime, time_zone: str) -> list[dict[str, Any]]:
-    """Plan cars that share a time zone (so one tariff curve) in one problem; the stored fields
-    of each car's plan, in the order given."""
+def solve(
+    *,
+    cars: list[CarInputs],
+    start: datetime,
+    time_zone: str,
+    schedule: PriceSchedule,
+    events: Sequence[Event] = (),
+    min_slots: int = 4,
+) -> tuple[list[dict[str, Any]], Plan]:
+    """Plan cars that share one price curve (a tariff read in one time zone) in one problem,
+    with the grid events given (each over every car of the problem). Returns the stored fields of
+    each car's plan, in the order given, and the core's plan (for event delivery)."""
     defaults = settings.PLANNING_DEFAULTS
-    slots = max(4, max(car.departure_slot for car in cars))
+    slots = max(min_slots, max(car.departure_slot for car in cars))
     max_kw = np.array([float(car.vehicle.max_ac_kw) for car in cars])
     fleet = Fleet.build(
         len(cars),
@@ -151,10 +143,10 @@ def solve(*, cars: list[CarInputs], start: datetime, time_zone: str) -> list[dic
         degradation_cost_per_kwh=defaults["degradation_cost_per_kwh"],
         boost=np.array([car.boost for car in cars]),
     )
-    prices = tariff_prices(start=start, slots=slots, time_zone=time_zone)
+    prices = schedule.import_prices(start=start, slots=slots, time_zone=time_zone)
     signals = Signals(
         import_price=prices,
-        export_price=np.full(slots, float(settings.DEFAULT_TARIFF["export_price"])),
+        export_price=schedule.export_prices(slots=slots),
         carbon_g_per_kwh=np.zeros(slots),
     )
     problem = Problem(
@@ -163,6 +155,7 @@ def solve(*, cars: list[CarInputs], start: datetime, time_zone: str) -> list[dic
         signals=signals,
         fleet=fleet,
         vehicle_ids=[str(car.vehicle.pk) for car in cars],
+        events=list(events),
     )
     plan = plan_fleet(problem)
     power = np.round(plan.power_kw, 3)
@@ -179,7 +172,7 @@ def solve(*, cars: list[CarInputs], start: datetime, time_zone: str) -> list[dic
             start=start,
             target_soc=car.target_pct / 100,
             departure_slot=end,
-            tz=time_zone,
+            tz=car.vehicle.owner.time_zone,
         )
         results.append(
             {
@@ -197,7 +190,18 @@ def solve(*, cars: list[CarInputs], start: datetime, time_zone: str) -> list[dic
                 "why": why[:300],
             }
         )
-    return results
+    return results, plan
+
+
+def schedule_for_owner(owner: Any, cache: dict[str, PriceSchedule] | None = None) -> PriceSchedule:
+    """The price curve an owner pays: their utility's default tariff by service ZIP, else the
+    platform default. `cache` (by ZIP) saves a query per car in fleet replans."""
+    if cache is not None and owner.service_zip in cache:
+        return cache[owner.service_zip]
+    schedule = schedule_for(tariff_for_zip(owner.service_zip))
+    if cache is not None:
+        cache[owner.service_zip] = schedule
+    return schedule
 
 
 def replan_vehicle(
@@ -222,7 +226,24 @@ def replan_vehicle(
         start=start,
         now=now,
     )
-    (fields,) = solve(cars=[car], start=start, time_zone=vehicle.owner.time_zone)
+    owner = vehicle.owner
+    events = []
+    from programs import events as grid_events  # events plan through this module
+
+    participation = grid_events.active_participation(vehicle.pk, now=now)
+    if participation is not None:  # keep the car's share of a running event
+        if participation.keep_soc_pct is not None:
+            car = grid_events.with_floor(car, participation.keep_soc_pct)
+        if (event := grid_events.car_event(participation, start=start)) is not None:
+            events.append(event)
+    (fields,), _ = solve(
+        cars=[car],
+        start=start,
+        time_zone=owner.time_zone,
+        schedule=schedule_for_owner(owner),
+        events=events,
+        min_slots=max((event.end_slot for event in events), default=4),
+    )
     return store_plan(vehicle=vehicle, trigger=trigger, **fields)
 
 
@@ -237,10 +258,17 @@ def replan_fleet(
     linked = Vehicle.objects.filter(link_state=Vehicle.LinkState.LINKED)
     if vehicle_ids is not None:
         linked = linked.filter(pk__in=vehicle_ids)
+    # Cars in a running event keep the event's plan; the event's end replans them.
+    linked = linked.exclude(
+        pk__in=EventParticipation.objects.filter(
+            event__status=GridEvent.Status.ACTIVE, opted_out_at=None
+        ).values("vehicle_id")
+    )
     # Subqueries rather than lists of 100,000 ids in the SQL text.
     vehicles = {v.pk: v for v in linked.select_related("owner", "preference")}
     readings = vehicle_selectors.latest_readings(vehicle_ids=linked.values("pk"))
-    by_zone: dict[str, list[CarInputs]] = {}
+    schedules: dict[str, PriceSchedule] = {}
+    groups: dict[tuple[str, str], list[CarInputs]] = {}
     for vehicle_id, reading in readings.items():
         vehicle = vehicles[vehicle_id]
         if reading.soc_pct is None or not reading.plugged_in:
@@ -249,10 +277,13 @@ def replan_fleet(
         car = car_inputs(
             vehicle=vehicle, preference=preference, reading=reading, start=start, now=now
         )
-        by_zone.setdefault(vehicle.owner.time_zone, []).append(car)
+        schedule = schedule_for_owner(vehicle.owner, schedules)
+        groups.setdefault((schedule.key, vehicle.owner.time_zone), []).append(car)
     rows: list[dict[str, Any]] = []
-    for zone, cars in by_zone.items():
-        for car, fields in zip(cars, solve(cars=cars, start=start, time_zone=zone), strict=True):
+    for (key, zone), cars in groups.items():
+        schedule = next(s for s in schedules.values() if s.key == key)
+        results, _ = solve(cars=cars, start=start, time_zone=zone, schedule=schedule)
+        for car, fields in zip(cars, results, strict=True):
             rows.append({"vehicle_id": car.vehicle.pk, "trigger": trigger, **fields})
     return store_plans(plans=rows, vehicles=linked)
 

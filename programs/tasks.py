@@ -33,3 +33,27 @@ def execute_vehicle_slot(vehicle_id: str) -> int:
     from programs import execution
 
     return execution.execute_due_slots(vehicle_id=vehicle_id)
+
+
+@shared_task(name="programs.execute_vehicle_slots", acks_late=True, ignore_result=True)
+def execute_vehicle_slots(vehicle_ids: list[str]) -> int:
+    """A batch of a fleet fan-out (an event starting): each car's due slot becomes a command."""
+    from programs import execution
+
+    return sum(execution.execute_due_slots(vehicle_id=vehicle_id) for vehicle_id in vehicle_ids)
+
+
+@shared_task(name="programs.replan_vehicles", acks_late=True, ignore_result=True)
+def replan_vehicles(vehicle_ids: list[str], trigger: str) -> int:
+    """A batch of cars replanned together (an event ended or was cancelled)."""
+    from programs import services
+
+    return services.replan_fleet(vehicle_ids=vehicle_ids, trigger=trigger)
+
+
+@shared_task(name="programs.advance_events", ignore_result=True)
+def advance_events() -> dict[str, int]:
+    """Beat, every 30 s: start events whose window opened, complete those whose window closed."""
+    from programs import events
+
+    return events.advance_events()

@@ -5,7 +5,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from celery.signals import after_task_publish
 from django.conf import settings
 from django.core.cache import cache
 from django.urls import reverse
@@ -118,20 +117,6 @@ def test_preference_change_replans_on_the_control_queue(
     assert published == [
         ("control", "programs.replan_vehicle", [str(vehicle.pk), "preference_changed"])
     ]
-
-
-@pytest.fixture
-def published():
-    """Celery messages published during the test, as seen by Celery's own after_task_publish
-    hook: (queue routing key, task name, args)."""
-    seen = []
-
-    def record(sender, headers, routing_key, body, **kwargs):
-        seen.append((routing_key, headers["task"], body[0]))
-
-    after_task_publish.connect(record, weak=False)
-    yield seen
-    after_task_publish.disconnect(record)
 
 
 def test_plan_page_shows_chart_why_and_table(owner_client, owner):
