@@ -406,3 +406,6 @@ OCPP_PORT = env.int("CHARGESCAPE_OCPP_PORT", default=8001)
 BIND_HOST = env.str("CHARGESCAPE_BIND_HOST", default="127.0.0.1")
 # `make run` also starts the simulated vehicle cloud and chargers (on by default in development).
 RUN_SIMULATORS = env.bool("CHARGESCAPE_SIMULATORS", default=DEBUG)
+# Simulated cars of demo owners linked and enrolled by `make run`, so the manager's dashboard has
+# a fleet to show (0: none).
+DEMO_FLEET_SIZE = env.int("CHARGESCAPE_DEMO_FLEET", default=40)

@@ -79,12 +79,13 @@ def asks(program: Program) -> list[str]:
             "During events your car pauses or slows charging, and still reaches your "
             "departure target."
         )
-    fee = (
-        f", then {_dollars(program.opt_out_fee_cents)} each"
-        if program.opt_out_fee_cents
-        else ", more forfeit that event's reward"
-    )
-    lines.append(f"Opt out of {program.opt_outs_per_month} events a month for free{fee}.")
+    if program.opt_out_fee_cents:
+        lines.append(
+            f"Opt out of {program.opt_outs_per_month} events a month for free, "
+            f"then {_dollars(program.opt_out_fee_cents)} each."
+        )
+    else:
+        lines.append("Opt out of any event you need to; you only give up that event's reward.")
     return lines
 
 

@@ -1,5 +1,6 @@
 """A simulated vehicle cloud on loopback with the Smartcar provider pointed at it."""
 
+import contextlib
 import copy
 from datetime import UTC, datetime
 
@@ -11,11 +12,12 @@ from vehicles.sim.cloud import SimulatedCloud
 MONDAY_4AM = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def cloud(settings):
-    """Three simulated cars; VEHICLE_PROVIDERS["smartcar"] talks to this server."""
+@contextlib.contextmanager
+def simulated_cloud(settings, *, cars: int = 3):
+    """A simulated cloud with `cars` cars on its demo account, and VEHICLE_PROVIDERS["smartcar"]
+    pointed at it for the test."""
     redirect_uri = settings.VEHICLE_PROVIDERS["smartcar"]["REDIRECT_URI"]
-    with SimulatedCloud(cars=3, seed=7, start=MONDAY_4AM, redirect_uris=(redirect_uri,)) as sim:
+    with SimulatedCloud(cars=cars, seed=7, start=MONDAY_4AM, redirect_uris=(redirect_uri,)) as sim:
         providers = copy.deepcopy(settings.VEHICLE_PROVIDERS)
         providers["smartcar"].update(
             CLIENT_ID=sim.client_id,
@@ -27,4 +29,11 @@ def cloud(settings):
             MANAGEMENT_API_ORIGIN=sim.sdk_config["MANAGEMENT_API_ORIGIN"],
         )
         settings.VEHICLE_PROVIDERS = providers
+        yield sim
+
+
+@pytest.fixture
+def cloud(settings):
+    """Three simulated cars; VEHICLE_PROVIDERS["smartcar"] talks to this server."""
+    with simulated_cloud(settings) as sim:
         yield sim

@@ -6,9 +6,12 @@ external parties under honcho, with prefixed logs. Ctrl-C stops
 every child; chargescape.embedded then stops the embedded servers it started.
 """
 
+import logging
 import shlex
 import socket
 import sys
+import threading
+import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -18,6 +21,8 @@ from django.db import connections
 from honcho.manager import Manager
 
 from chargescape.management.commands.seed_demo import DEMO_CHARGER_PREFIX
+
+logger = logging.getLogger(__name__)
 
 
 def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
@@ -35,7 +40,7 @@ def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]
             "--port",
             str(cloud_port),
             "--cars",
-            "3",
+            str(3 + settings.DEMO_FLEET_SIZE),  # the demo owner's three, then the fleet's
             "--client-id",
             smartcar["CLIENT_ID"],
             "--client-secret",
@@ -138,6 +143,27 @@ def port_in_use(host: str, port: int) -> bool:
 class Command(BaseCommand):
     help = "Migrate, seed demo data and run web, OCPP, workers and beat together (make run)."
 
+    def seed_fleet(self, host: str, cloud_port: int) -> None:
+        """Once the simulated cloud answers: link and enroll the demo fleet, schedule tonight's
+        event (programs.demo). A failure here leaves the demo without a fleet, nothing else."""
+        from programs import demo
+
+        for _ in range(120):
+            if port_in_use(host, cloud_port):
+                break
+            time.sleep(0.5)
+        try:
+            linked = demo.seed_fleet(count=settings.DEMO_FLEET_SIZE)
+            event = demo.schedule_evening_event()
+            self.stdout.write(
+                f"demo fleet: {linked} cars linked now"
+                + (f"; grid event scheduled {event.starts_at:%Y-%m-%d %H:%M} UTC" if event else "")
+            )
+        except Exception:  # the demo must still start; say what went wrong
+            logger.exception("demo fleet: seeding failed")
+        finally:
+            connections.close_all()
+
     def handle(self, *args: object, **options: object) -> None:
         host, web_port, ocpp_port = settings.BIND_HOST, settings.WEB_PORT, settings.OCPP_PORT
         ports = {"web": web_port, "OCPP": ocpp_port}
@@ -170,6 +196,11 @@ class Command(BaseCommand):
                 "Press Ctrl-C to stop everything.\n"
             )
         )
+        if settings.RUN_SIMULATORS and settings.DEMO_FLEET_SIZE:
+            cloud_port = urlsplit(settings.SMARTCAR_SIM_ORIGIN).port or 8090
+            threading.Thread(
+                target=self.seed_fleet, args=(host, cloud_port), name="demo-fleet", daemon=True
+            ).start()
         manager = Manager()
         commands = processes(host, web_port, ocpp_port)
         if settings.RUN_SIMULATORS:

@@ -1,4 +1,5 @@
-"""Create the demo accounts (idempotent): an EV owner and an MFA-enabled program manager.
+"""Create the demo accounts (idempotent): an EV owner and an MFA-enabled program manager, and
+the demo utility with its feeders, tariff and programs (programs.demo).
 
 Run by `make run` on every start; prints the credentials. Refuses to run with DEBUG off unless
 --force, since the demo passwords are public.
@@ -19,6 +20,7 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.roles import make_program_manager
+from programs.demo import seed_programs
 from vehicles.chargers import services as charger_services
 from vehicles.chargers.models import Charger
 
@@ -83,6 +85,7 @@ def seed_demo_accounts() -> DemoAccounts:
         charger_services.claim_charger(
             owner=owner, charge_point_id=DEMO_CHARGER_ID, pairing_code=provisioned.pairing_code
         )
+    seed_programs(manager=manager)
     return DemoAccounts(owner=owner, manager=manager, totp_secret=secret, recovery_codes=codes)
 
 
