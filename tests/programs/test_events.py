@@ -284,3 +284,17 @@ def test_owners_see_the_event_banner_and_opt_out_from_it(client, owner, program)
     assert client.get(url).status_code == 404
     assert "Grid event" not in client.get(reverse("home")).content.decode()
     assert vehicle.participations.count() == 1
+
+
+def test_event_times_are_shown_in_each_owners_time_zone(client, program):
+    chicago = UserFactory(time_zone="America/Chicago")
+    travelling = UserFactory(time_zone="America/Los_Angeles")
+    _car(chicago, program, soc=40)
+    _car(travelling, program, soc=40)
+    events.schedule_event(event=_event(program), actor=None)
+    client.force_login(chicago)
+    assert "Wed 17:00–19:00" in client.get(reverse("home")).content.decode()
+    client.force_login(travelling)
+    page = client.get(reverse("home")).content.decode()
+    assert "Wed 15:00–17:00" in page
+    assert "17:00–19:00" not in page
