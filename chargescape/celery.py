@@ -53,6 +53,9 @@ app.conf.update(
         "check-sent-commands": {"task": "control.check_sent_commands", "schedule": 60.0},
         # Grid events start and end within 30 s of their window (two beats: SKIP LOCKED claims).
         "advance-grid-events": {"task": "programs.advance_events", "schedule": 30.0},
+        # Completed events settle within minutes; months close (bonuses, statements) daily.
+        "settle-grid-events": {"task": "programs.settle_events", "schedule": 120.0},
+        "close-months": {"task": "programs.close_months", "schedule": 6 * 3600.0},
     },
 )
 app.autodiscover_tasks()

@@ -368,6 +368,23 @@ DEFAULT_TARIFF = {
     ],
     "export_price": 0.08,
 }
+# --- Money (programs.ledger, programs.payouts) --------------------------------------------------
+# The payout provider adapter; the simulated one (development) reports back by signed webhook to
+# /webhooks/payouts/ after SETTLE_SECONDS.
+PAYOUT_PROVIDER = {
+    "ADAPTER": env.str(
+        "PAYOUT_PROVIDER_ADAPTER", default="programs.payouts.SimulatedPayoutProvider"
+    ),
+    "WEBHOOK_SECRET": env.str(
+        "PAYOUT_WEBHOOK_SECRET", default=_dev_default("demo-payout-webhook-secret")
+    ),
+    "WEBHOOK_URL": env.str(
+        "PAYOUT_SIM_WEBHOOK_URL", default="http://127.0.0.1:8000/webhooks/payouts/"
+    ),
+    "SETTLE_SECONDS": 5,
+}
+# Owners can cash out once they hold this much (bank transfers cost money below it).
+PAYOUT_MINIMUM_CENTS = 1000
 # Fleet fan-outs (an event starting or ending) run as tasks of this many cars on the `bulk` queue.
 PROGRAMS_FANOUT_BATCH = 500
 # Dispatching an event of at least this many kW asks the manager to type the program code.

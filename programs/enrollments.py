@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from programs import audit
+from programs import audit, settlement
 from programs.models import (
     Enrollment,
     EnrollmentChange,
@@ -84,6 +84,8 @@ def _change(
         target=enrollment,
         reason=reason,
     )
+    if to == Status.ACTIVE:  # the joining bonus, once per enrollment (ledger key)
+        settlement.credit_enrollment_bonus(enrollment=enrollment)
     return enrollment
 
 

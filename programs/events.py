@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from programs import audit
+from programs import audit, settlement
 from programs.models import Enrollment, EventParticipation, Feeder, GridEvent, Program
 from programs.scheduling import Event, EventKind
 from programs.services import (
@@ -111,11 +111,13 @@ def check_event(
             f"Longer than the program allows ({program.max_event_minutes} min); "
             f"this one lasts {minutes:.0f} min.",
         )
+    zone = zoneinfo.ZoneInfo(program.utility.time_zone)
     if starts_at > now and starts_at - now < timedelta(minutes=program.notice_minutes):
+        earliest = (now + timedelta(minutes=program.notice_minutes)).astimezone(zone)
         refuse(
             "starts_at",
             f"Owners must hear of an event {program.notice_minutes} min ahead: start at "
-            f"{(now + timedelta(minutes=program.notice_minutes)):%H:%M UTC} or later.",
+            f"{earliest:%H:%M %Z} or later.",
         )
     if target_kw is None or target_kw <= 0:
         refuse("target_kw", "Give a positive number of kW.")
@@ -127,7 +129,6 @@ def check_event(
         refuse("region", "No such region in this utility's territory.")
     if kind == GridEvent.Kind.EXPORT_REQUEST and program.kind != Program.Kind.V2G:
         refuse("kind", "Export requests need a V2G program.")
-    zone = zoneinfo.ZoneInfo(program.utility.time_zone)
     local = starts_at.astimezone(zone)
     others = GridEvent.objects.filter(program=program, status__in=ACTIVE_STATES)
     if exclude_id is not None:
@@ -136,12 +137,14 @@ def check_event(
     if others.filter(starts_at__gte=month[0], starts_at__lt=month[1]).count() >= (
         program.max_events_per_month
     ):
-        refuse("starts_at", f"This month already has {program.max_events_per_month} events.")
+        refuse("starts_at", f"This month already has its {program.max_events_per_month} event(s).")
     season = _season_bounds(local)
     if others.filter(starts_at__gte=season[0], starts_at__lt=season[1]).count() >= (
         program.max_events_per_season
     ):
-        refuse("starts_at", f"This season already has {program.max_events_per_season} events.")
+        refuse(
+            "starts_at", f"This season already has its {program.max_events_per_season} event(s)."
+        )
     if target_kw and target_kw > 0 and not errors.get("feeder") and not errors.get("region"):
         enrolled_kw = flexible_kw(
             enrollments_in_scope(program=program, feeder=feeder, region=region), kind=kind
@@ -213,6 +216,18 @@ def create_event(
     return event
 
 
+def _scope(event: GridEvent) -> QuerySet[Enrollment]:
+    """The enrollments an event reaches (export requests: V2G cars whose owners consent)."""
+    enrollments = enrollments_in_scope(
+        program=event.program, feeder=event.feeder, region=event.region
+    )
+    if event.kind == GridEvent.Kind.EXPORT_REQUEST:
+        enrollments = enrollments.filter(
+            vehicle__v2g_capable=True, vehicle__preference__v2g_consent=True
+        )
+    return enrollments
+
+
 @transaction.atomic
 def schedule_event(*, event: GridEvent, actor: Any) -> GridEvent:
     """Dispatch: rules checked again, every enrolled car in scope becomes a participant, owners
@@ -230,13 +245,7 @@ def schedule_event(*, event: GridEvent, actor: Any) -> GridEvent:
         region=event.region,
         exclude_id=event.pk,
     )
-    enrollments = enrollments_in_scope(
-        program=event.program, feeder=event.feeder, region=event.region
-    )
-    if event.kind == GridEvent.Kind.EXPORT_REQUEST:
-        enrollments = enrollments.filter(
-            vehicle__v2g_capable=True, vehicle__preference__v2g_consent=True
-        )
+    enrollments = _scope(event)
     EventParticipation.objects.bulk_create(
         [
             EventParticipation(event=event, vehicle_id=vehicle_id, enrollment_id=enrollment_id)
@@ -335,10 +344,16 @@ def _participant_cars(
 ) -> tuple[list[CarInputs], int]:
     """The participating cars that are plugged in with a known SoC, as planner inputs (partial
     opt-outs raise the floor to the SoC they keep), and the number of participants."""
-    participations = {
-        p.vehicle_id: p
-        for p in event.participations.filter(Q(opted_out_at=None) | ~Q(keep_soc_pct=None))
-    }
+    if event.status == Status.DRAFT:  # a preview before dispatch: who dispatch would reach
+        participations = {
+            vehicle_id: EventParticipation(vehicle_id=vehicle_id)
+            for vehicle_id in _scope(event).values_list("vehicle_id", flat=True)
+        }
+    else:
+        participations = {
+            p.vehicle_id: p
+            for p in event.participations.filter(Q(opted_out_at=None) | ~Q(keep_soc_pct=None))
+        }
     vehicles = Vehicle.objects.filter(
         pk__in=list(participations), link_state=Vehicle.LinkState.LINKED
     ).select_related("owner", "preference")
@@ -416,7 +431,20 @@ def allocate(*, event: GridEvent, now: datetime | None = None) -> Allocation:
 
 def preview_event(*, event: GridEvent, now: datetime | None = None) -> Allocation:
     """What dispatching would do now: participants, expected kW per slot, departures at risk.
-    Reads only; stores nothing."""
+    Reads only; stores nothing. For a draft, raises ValidationError when dispatch would be
+    refused (the program's rules, checked as `schedule_event` will)."""
+    if event.status == Status.DRAFT:
+        check_event(
+            program=event.program,
+            kind=event.kind,
+            starts_at=event.starts_at,
+            ends_at=event.ends_at,
+            target_kw=event.target_kw,
+            feeder=event.feeder,
+            region=event.region,
+            now=now,
+            exclude_id=event.pk,
+        )
     return allocate(event=event, now=now)
 
 
@@ -427,6 +455,13 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
 
     now = now or timezone.now()
     allocation = allocate(event=event, now=now)
+    # What each car would have done without the event, read before its event plan is stored.
+    planned = list(allocation.committed)
+    baseline = settlement.baselines(
+        event=event,
+        vehicle_ids=planned,
+        readings=vehicle_selectors.latest_readings(vehicle_ids=planned),
+    )
     if allocation.rows:
         store_plans(
             plans=allocation.rows,
@@ -435,7 +470,10 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
     participations = list(event.participations.filter(vehicle_id__in=list(allocation.committed)))
     for participation in participations:
         participation.committed_kw = allocation.committed[participation.vehicle_id]
-    EventParticipation.objects.bulk_update(participations, ["committed_kw"], batch_size=2000)
+        participation.baseline_kw = baseline.get(participation.vehicle_id, [])
+    EventParticipation.objects.bulk_update(
+        participations, ["committed_kw", "baseline_kw"], batch_size=2000
+    )
     event.status = Status.ACTIVE
     event.save(update_fields=["status", "updated_at"])
     audit.record(

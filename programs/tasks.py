@@ -1,5 +1,7 @@
 """Celery tasks of the programs app (thin: ids in, one service call)."""
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.core.cache import cache
 
@@ -57,3 +59,67 @@ def advance_events() -> dict[str, int]:
     from programs import events
 
     return events.advance_events()
+
+
+@shared_task(name="programs.settle_events", ignore_result=True)
+def settle_events() -> int:
+    """Beat: settle every completed event not yet settled (each once; see settle_event)."""
+    from programs import settlement
+    from programs.models import GridEvent
+
+    due = GridEvent.objects.filter(status=GridEvent.Status.COMPLETED, settled_at=None)
+    return sum(
+        settlement.settle_event(event_id=pk) is not None for pk in due.values_list("pk", flat=True)
+    )
+
+
+@shared_task(name="programs.close_months", ignore_result=True)
+def close_months() -> int:
+    """Beat, daily: last month's smart-charging bonuses, then its statements (idempotent)."""
+    from django.utils import timezone
+
+    from programs import settlement, statements
+
+    today = timezone.now().date()
+    month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    settlement.settle_month(month=month)
+    return statements.close_previous_month(today=today)
+
+
+@shared_task(
+    name="programs.send_payout",
+    acks_late=True,  # safe: the provider is idempotent per payout key
+    autoretry_for=(OSError,),
+    retry_backoff=10,
+    max_retries=8,
+    ignore_result=True,
+)
+def send_payout(payout_id: int) -> None:
+    from programs import payouts
+
+    payouts.send_payout(payout_id=payout_id)
+
+
+@shared_task(
+    name="programs.deliver_simulated_payout_webhook",
+    autoretry_for=(OSError,),
+    retry_backoff=5,
+    max_retries=5,
+    ignore_result=True,
+)
+def deliver_simulated_payout_webhook(message: dict) -> None:
+    """The simulated payout provider calling our webhook over HTTP, signed, like a real one."""
+    import json
+
+    import requests
+    from django.conf import settings
+
+    from programs import payouts
+
+    body = json.dumps(message).encode()
+    requests.post(
+        settings.PAYOUT_PROVIDER["WEBHOOK_URL"],
+        data=body,
+        headers={"Content-Type": "application/json", "X-Payout-Signature": payouts.sign(body)},
+        timeout=10,
+    ).raise_for_status()

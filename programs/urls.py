@@ -18,5 +18,6 @@ urlpatterns = [
         name="participation-opt-out",
     ),
     path("earnings/", views.earnings, name="earnings"),
+    path("webhooks/payouts/", views.payout_webhook, name="payout-webhook"),
     path("plans/<uuid:vehicle_id>/", views.vehicle_plan, name="vehicle-plan"),
 ]

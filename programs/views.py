@@ -1,14 +1,17 @@
 """The Programs and Earnings tabs, joining and leaving programs, event opt-outs, and each car's
 plan (loaded into the vehicle page)."""
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from programs import charts, enrollments, events, selectors
+from programs import charts, enrollments, events, payouts, selectors
 from programs.forms import EnrollForm, OptOutForm
 from programs.models import Enrollment
 from vehicles.models import Vehicle
@@ -147,3 +150,16 @@ def vehicle_plan(request: HttpRequest, vehicle_id: str) -> HttpResponse:
         context["figure"] = charts.plan_figure(plan=plan, time_zone=request.user.time_zone)
         context["blocks"] = charts.plan_table(plan=plan, time_zone=request.user.time_zone)
     return render(request, "programs/_plan.html", context)
+
+
+@csrf_exempt  # authenticated by the provider's HMAC signature instead
+@require_POST
+def payout_webhook(request: HttpRequest) -> HttpResponse:
+    """The payout provider's word on a transfer (paid, returned); duplicates are harmless."""
+    try:
+        payouts.ingest_webhook(
+            body=request.body, signature=request.headers.get("X-Payout-Signature", "")
+        )
+    except (ValueError, json.JSONDecodeError):
+        return JsonResponse({"error": "invalid signature or body"}, status=401)
+    return JsonResponse({"status": "ok"})

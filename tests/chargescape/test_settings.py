@@ -22,6 +22,7 @@ def _check_deploy(**overrides: str) -> subprocess.CompletedProcess:
         "SMARTCAR_CLIENT_ID": "prod-client",
         "SMARTCAR_CLIENT_SECRET": secrets.token_urlsafe(20),
         "SMARTCAR_MANAGEMENT_TOKEN": secrets.token_urlsafe(20),
+        "PAYOUT_WEBHOOK_SECRET": secrets.token_urlsafe(20),
     }
     env |= overrides
     return subprocess.run(

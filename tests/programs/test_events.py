@@ -100,7 +100,7 @@ def test_more_kw_than_enrolled_and_the_monthly_limit_are_refused(owner, v2g_prog
     )
     with pytest.raises(ValidationError) as refused:
         _event(v2g_program, kind=GridEvent.Kind.EXPORT_REQUEST, kw=5)
-    assert "already has 1 events" in refused.value.message_dict["starts_at"][0]
+    assert "already has its 1 event(s)" in refused.value.message_dict["starts_at"][0]
 
 
 def test_dispatch_reaches_the_enrolled_cars_of_the_feeder_only(program):

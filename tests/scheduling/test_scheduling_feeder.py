@@ -200,11 +200,15 @@ def test_event_lp_over_the_cars_that_matter_is_the_full_lp(
     )
 
 
-@pytest.mark.parametrize("ipm_from", [decompose.IPM_FROM_COLUMNS, 0])
-def test_the_decomposition_is_used_and_proves_its_gap(ipm_from: int) -> None:
+@pytest.mark.parametrize(
+    ("box_step", "price_bound"),
+    [(decompose.BOX_STEP, decompose.PRICE_BOUND), (1e-6, 1e-6), (1e6, decompose.PRICE_BOUND)],
+)
+def test_the_decomposition_is_used_and_proves_its_gap(box_step: float, price_bound: float) -> None:
     """Where phase one meets the event, phase two takes the price decomposition (no fallback to
-    the LP), and its proven gap holds against the LP reference, whichever method solves its
-    master LPs (the interior point method, used for large ones, forced with `ipm_from` 0)."""
+    the LP), and its proven gap holds against the LP reference, whatever its pricing box (tiny:
+    many null and widening steps; huge: plain column generation) and the first bound on the
+    prices (tiny: the master widens it many times before its plan meets the limits)."""
     gaps: list[float] = []
 
     def recorded(**kwargs):  # type: ignore[no-untyped-def]
@@ -212,8 +216,12 @@ def test_the_decomposition_is_used_and_proves_its_gap(ipm_from: int) -> None:
         gaps.append(np.inf if found is None else found[1])
         return found
 
-    saved = planner.plan_event_rows, decompose.IPM_FROM_COLUMNS
-    planner.plan_event_rows, decompose.IPM_FROM_COLUMNS = recorded, ipm_from
+    saved = planner.plan_event_rows, decompose.BOX_STEP, decompose.PRICE_BOUND
+    planner.plan_event_rows, decompose.BOX_STEP, decompose.PRICE_BOUND = (
+        recorded,
+        box_step,
+        price_bound,
+    )
     try:
         for seed in range(16):
             kw = float(np.random.default_rng(seed).uniform(0, 80))
@@ -230,7 +238,7 @@ def test_the_decomposition_is_used_and_proves_its_gap(ipm_from: int) -> None:
                 assert delivered <= ref.event_shortfall_kw["e"].sum() + 1e-4
                 assert abs(plan.total_cost - ref.total_cost) <= decompose.STOP_GAP * scale
     finally:
-        planner.plan_event_rows, decompose.IPM_FROM_COLUMNS = saved
+        planner.plan_event_rows, decompose.BOX_STEP, decompose.PRICE_BOUND = saved
     assert len(gaps) >= 5
     assert all(g <= decompose.STOP_GAP for g in gaps)
 

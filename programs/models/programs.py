@@ -1,5 +1,5 @@
-"""What programs decide: utilities and their tariffs, programs and enrollments, grid events,
-and each car's charging plan (DESIGN.md §4)."""
+"""Utilities and their tariffs, programs and enrollments, grid events and the audit trail
+(DESIGN.md §4)."""
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -9,43 +9,6 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from vehicles.models import Vehicle, percent
-
-
-class ChargingPlan(models.Model):
-    """One version of a car's plan: power per 15-minute slot from `start`, with the SoC path and
-    the reason for every slot (DESIGN.md §7). The newest version of a car is its plan."""
-
-    vehicle = models.ForeignKey(Vehicle, on_delete=models.CASCADE, related_name="plans")
-    version = models.PositiveIntegerField()
-    trigger = models.CharField(max_length=32, help_text="What caused this replan.")
-    start = models.DateTimeField(help_text="UTC start of slot 0.")
-    slot_minutes = models.PositiveSmallIntegerField(default=15)
-    power_kw = models.JSONField(help_text="kW per slot; positive charges, negative discharges.")
-    soc = models.JSONField(help_text="SoC fraction at the start of each slot, and at the end.")
-    reasons = models.JSONField(help_text="programs.scheduling.Reason code per slot.")
-    import_price = models.JSONField(help_text="Price per kWh per slot the plan was made with.")
-    departure_at = models.DateTimeField(null=True, blank=True)
-    departure_slot = models.PositiveIntegerField()
-    target_soc_pct = models.PositiveSmallIntegerField()
-    min_soc_pct = models.PositiveSmallIntegerField()
-    shortfall_kwh = models.FloatField(default=0)
-    cost = models.FloatField(help_text="Energy cost of the plan in the tariff's currency.")
-    why = models.CharField(max_length=300)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["vehicle", "-version"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["vehicle", "version"], name="programs_chargingplan_one_version"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"Plan v{self.version} of {self.vehicle_id}"
-
-
-# --- Utilities, tariffs and programs (issue 7) ---------------------------------------------------
 
 
 class Utility(models.Model):
@@ -182,6 +145,17 @@ class Program(models.Model):
     auto_approve = models.BooleanField(
         default=True, help_text="Eligible enrollments become active without manual review."
     )
+
+    class Baseline(models.TextChoices):
+        PLAN = "plan", "The car's own plan without the event"
+        UNMANAGED = "unmanaged", "Charging at full power from plug-in"
+
+    baseline = models.CharField(
+        max_length=10,
+        choices=Baseline.choices,
+        default=Baseline.PLAN,
+        help_text="What a car would have done without the event, for measuring delivery.",
+    )
     # Eligibility
     eligible_makes = ArrayField(
         models.CharField(max_length=64), default=list, blank=True, help_text="Empty: any make."
@@ -305,6 +279,7 @@ class GridEvent(models.Model):
     region = models.CharField(max_length=60, blank=True, help_text="Blank: the whole program.")
     feeder = models.ForeignKey(Feeder, on_delete=models.PROTECT, null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=20, default="admin")  # admin, api, openadr
     external_id = models.CharField(max_length=120, blank=True)
     created_by = models.ForeignKey(
@@ -343,7 +318,21 @@ class EventParticipation(models.Model):
         null=True, blank=True, validators=percent, help_text="Partial opt-out: charge to this."
     )
     opt_out_fee_cents = models.PositiveIntegerField(default=0)
+    baseline_kw = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="kW per event slot the car would have drawn without the event (its plan in "
+        "force before the event, or charging at once on plug-in, as the program says).",
+    )
+    metered_kw = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Measured kW per event slot; null where data is missing.",
+    )
     delivered_kwh = models.FloatField(null=True, blank=True)
+    missing_slots = models.PositiveSmallIntegerField(
+        default=0, help_text="Event slots without a measurement (flagged, never invented)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
