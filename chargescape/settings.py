@@ -407,6 +407,11 @@ CONTROL_RETRY_BASE_SECONDS = 5.0
 CONTROL_MAX_ATTEMPTS = 8
 # After an ambiguous failure (timeout after sending) wait this long, then read the device first.
 CONTROL_AMBIGUOUS_SETTLE_SECONDS = 30.0
+# A `sending` claim older than this belongs to a worker that died mid-send (longer than the
+# device deadline, so a live worker's claim never lapses while it waits for the device).
+CONTROL_CLAIM_TIMEOUT_SECONDS = 120.0
+# A live command nobody touched for this long lost its broker message: the relay re-drives it.
+CONTROL_STALL_AFTER_SECONDS = 120.0
 
 # --- Closed loop (vehicles.control.confirm) ------------------------------------------------------
 # A command the car's cloud or charger accepted must show in the car's own telemetry (charging,

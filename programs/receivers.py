@@ -42,3 +42,9 @@ def on_soc_changed(sender: object, vehicle_id: object, **kwargs: object) -> None
 @receiver(signals.preference_changed)
 def on_preference_changed(sender: object, vehicle_id: object, **kwargs: object) -> None:
     request_replan(vehicle_id, trigger="preference_changed", queue="control")
+
+
+@receiver(signals.command_not_confirmed)
+def on_command_not_confirmed(sender: object, vehicle_id: object, **kwargs: object) -> None:
+    """A command the car never carried out: plan again from what the car reports now."""
+    request_replan(vehicle_id, trigger="command_failed", queue="default")

@@ -11,6 +11,7 @@ urlpatterns = [
     path("webhooks/<slug:provider>/", views.provider_webhook, name="provider-webhook"),
     path("chargers/", include("vehicles.chargers.urls")),
     path("<uuid:vehicle_id>/", views.vehicle_detail, name="vehicle-detail"),
+    path("<uuid:vehicle_id>/activity/", views.vehicle_activity, name="vehicle-activity"),
     path("<uuid:vehicle_id>/unlink/", views.vehicle_unlink, name="vehicle-unlink"),
     path("<uuid:vehicle_id>/home/", views.vehicle_set_home, name="vehicle-set-home"),
     path("<uuid:vehicle_id>/action/", views.vehicle_quick_action, name="vehicle-action"),

@@ -1,4 +1,5 @@
-"""The Vehicles tab: cards, a car's page with its 24 h chart and preferences, linking, unlinking.
+"""The Vehicles tab: cards, a car's page with its 24 h chart and preferences, its activity log,
+linking, unlinking.
 
 Views validate, authorize (selectors 404 other owners' cars), call one service, render.
 """
@@ -9,10 +10,12 @@ from datetime import datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -60,9 +63,9 @@ def vehicle_detail(request: HttpRequest, vehicle_id: str) -> HttpResponse:
         services.update_preference(vehicle=vehicle, **form.preference_values())
         messages.success(request, "Preferences saved. Your charging plan will follow them.")
         return redirect("vehicles:vehicle-detail", vehicle_id=vehicle.pk)
-    readings = list(
-        selectors.readings_since(vehicle=vehicle, since=timezone.now() - timedelta(hours=24))
-    )
+    now = timezone.now()
+    readings = list(selectors.readings_since(vehicle=vehicle, since=now - timedelta(hours=24)))
+    outlook = selectors.plan_outlook_for(vehicle=vehicle, now=now)
     context = {
         "tab": "vehicles",
         "vehicle": vehicle,
@@ -71,10 +74,34 @@ def vehicle_detail(request: HttpRequest, vehicle_id: str) -> HttpResponse:
         "chart": vehicle_day_chart(readings=readings, time_zone=request.user.time_zone),
         "readings": readings[-12:],
         "preference": preference,
-        "now": timezone.now(),
+        "now": now,
         "pause_form": PauseForm(initial={"until": timezone.localdate()}),
+        "boosting": bool(preference.boost_until and preference.boost_until > now),
+        "promise": outlook.promise(now=now, preference=preference) if outlook else None,
+        "diagnosis": selectors.charging_diagnosis_for(vehicle=vehicle, outlook=outlook, now=now),
     }
     return render(request, "vehicles/detail.html", context, status=400 if form.errors else 200)
+
+
+# Commands per page of the activity log: a few nights of plan steps.
+ACTIVITY_PAGE_SIZE = 20
+
+
+@login_required
+@require_GET
+def vehicle_activity(request: HttpRequest, vehicle_id: str) -> HttpResponse:
+    """Every command for this car, newest first: who asked, what the safety check and the car
+    said, and whether the car's own data confirmed it."""
+    vehicle = selectors.get_owned_vehicle(owner=request.user, vehicle_id=vehicle_id)
+    paginator = Paginator(selectors.list_commands_for_vehicle(vehicle=vehicle), ACTIVITY_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    context = {
+        "tab": "vehicles",
+        "vehicle": vehicle,
+        "page": page,
+        "entries": selectors.activity_entries(commands=page.object_list),
+    }
+    return render(request, "vehicles/activity.html", context)
 
 
 @login_required
@@ -125,6 +152,11 @@ def vehicle_quick_action(request: HttpRequest, vehicle_id: str) -> HttpResponse:
         messages.success(request, "Smart charging resumed.")
     else:
         return HttpResponseBadRequest("Unknown action.")
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(back)  # the home card's Boost button brings the owner back home
     return redirect("vehicles:vehicle-detail", vehicle_id=vehicle.pk)
 
 

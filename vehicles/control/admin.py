@@ -1,13 +1,14 @@
 """Operators' view of commands: every command with its audit trail, read-only (I7).
 
 Commands change only through vehicles.control.services; the admin shows what happened and why
-(a refusal's reason, the last error, each attempt).
+(a refusal's reason, the last error, each attempt, the closed loop's diagnosis). Owner alerts
+(departure warnings) are listed read-only too: vehicles.control.confirm writes them.
 """
 
 from django.contrib import admin
 from django.http import HttpRequest
 
-from vehicles.control.models import Command, CommandEvent
+from vehicles.control.models import Command, CommandEvent, OwnerAlert
 
 
 class CommandEventInline(admin.TabularInline):
@@ -42,6 +43,24 @@ class CommandAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
         return [field.name for field in Command._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(OwnerAlert)
+class OwnerAlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "vehicle", "kind", "message", "updated_at", "resolved_at"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["vehicle__vin", "key"]
+    date_hierarchy = "created_at"
+    list_select_related = ["vehicle"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [field.name for field in OwnerAlert._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

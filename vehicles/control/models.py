@@ -160,3 +160,41 @@ class CommandEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} ({self.actor})"
+
+
+class OwnerAlert(models.Model):
+    """Something an owner should hear about a car, recorded when we notice it (DESIGN.md §5,
+    the departure promise). One row per cause (`key`), updated while it lasts and resolved when
+    it no longer holds. Written by vehicles.control.confirm; shown on the vehicle page and the
+    home card. Push and email notifications (a later issue) will read these rows."""
+
+    class Kind(models.TextChoices):
+        DEPARTURE_AT_RISK = "departure_at_risk", "Departure target out of reach"
+
+    vehicle = models.ForeignKey("vehicles.Vehicle", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    # What the alert is about, e.g. "departure:2026-01-06T13:00Z": one alert per departure.
+    key = models.CharField(max_length=120)
+    message = models.CharField(max_length=300, help_text="Plain words, as the owner sees them.")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vehicle", "kind", "key"], name="control_owneralert_one_per_cause"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["vehicle", "kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="control_owneralert_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.vehicle_id}: {self.message}"

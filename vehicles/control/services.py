@@ -9,8 +9,10 @@ admin. The life of a command (DESIGN.md §5):
 
 A crash anywhere is recovered: an unpublished entry is published by the relay beat (I1), a message
 delivered twice meets a terminal state or a live claim (I2), a worker killed mid-send leaves the
-command `sending`, and the next run reads the device before sending again (I2). Every transition
-is a CommandEvent row with its actor and time (I7).
+command `sending`, and the next run reads the device before sending again (I2). A broker that
+lost its messages (Redis wiped, or restarted without its data) is noticed by a missing marker
+key and every live command is published again (I1). Every transition is a CommandEvent row with
+its actor and time, committed together with the transition (I7).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -34,12 +37,14 @@ logger = logging.getLogger(__name__)
 
 # Retry timing and budget: settings.CONTROL_* (documented there).
 RETRY_CAP_S = 300.0  # never wait longer than 5 minutes between attempts
-# A `sending` claim older than this belongs to a worker that died mid-send.
-CLAIM_TIMEOUT = timedelta(seconds=120)
-# A non-terminal command nobody touched for this long lost its broker message (Redis wiped):
-# the relay re-drives it.
-STALL_AFTER = timedelta(minutes=2)
 RELAY_BATCH = 500
+# While the database is down a send comes back after this long (with jitter): soon enough that a
+# restart costs seconds, not the stall re-drive (CONTROL_STALL_AFTER_SECONDS).
+DATABASE_RETRY_S = 5.0
+# Written into the broker by the relay. When it is gone, so is every message the broker held
+# (FLUSHALL, or a restart that lost its data): the relay publishes every live command again at
+# once instead of waiting out the stall time for each (I1).
+BROKER_MARKER_KEY = "chargescape:control:broker-marker"
 # What the car's "your command does not fit my state" answers mean for the owner, in plain words.
 STATE_CONFLICTS_SATISFIED = {
     "FULLY_CHARGED": "The car is already charged to its limit.",
@@ -56,6 +61,16 @@ class RetryLater(Exception):
     def __init__(self, countdown: float, reason: str = "") -> None:
         super().__init__(reason or f"retry in {countdown:.1f} s")
         self.countdown = countdown
+
+
+def claim_timeout() -> timedelta:
+    """A `sending` claim older than this belongs to a worker that died mid-send."""
+    return timedelta(seconds=settings.CONTROL_CLAIM_TIMEOUT_SECONDS)
+
+
+def stall_after() -> timedelta:
+    """A live command untouched this long lost its broker message: the relay re-drives it."""
+    return timedelta(seconds=settings.CONTROL_STALL_AFTER_SECONDS)
 
 
 def _record(
@@ -169,6 +184,9 @@ def relay_outbox(*, entry_ids: list[int] | None = None, limit: int = RELAY_BATCH
     from vehicles.control.tasks import send_command  # tasks import services
 
     now = timezone.now()
+    broker_was_wiped = entry_ids is None and not _broker_marker_present()
+    if broker_was_wiped:
+        redrive_live_commands(now=now, reason="broker lost its messages")
     with transaction.atomic():
         pending = OutboxEntry.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             published_at__isnull=True
@@ -185,25 +203,81 @@ def relay_outbox(*, entry_ids: list[int] | None = None, limit: int = RELAY_BATCH
             CommandEvent(command_id=e.command_id, kind="published", actor="control.relay", at=now)
             for e in entries
         )
+    if broker_was_wiped:
+        _set_broker_marker(now)  # after the publishes: a crash before it only re-drives again
     return len(entries)
+
+
+_BROKER_CLIENTS: dict[str, redis.Redis] = {}  # one connection pool per broker URL and process
+
+
+def _broker_client() -> redis.Redis | None:
+    """The broker's Redis, or None when the broker is something else (then no marker)."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    client = _BROKER_CLIENTS.get(url)
+    if client is None:
+        client = _BROKER_CLIENTS[url] = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5
+        )
+    return client
+
+
+def _broker_marker_present() -> bool:
+    client = _broker_client()
+    if client is None:
+        return True
+    return bool(client.exists(BROKER_MARKER_KEY))
+
+
+def _set_broker_marker(now: datetime) -> None:
+    client = _broker_client()
+    if client is not None:
+        client.set(BROKER_MARKER_KEY, now.isoformat())
+
+
+@transaction.atomic
+def redrive_live_commands(*, now: datetime, reason: str) -> int:
+    """Give every live (non-terminal) command a new outbox entry; returns how many.
+
+    For a broker that lost its messages. A command whose entry is still unpublished needs none;
+    a live command that still had a message somewhere (a worker holding it) just gets a second
+    delivery, which meets its claim or its terminal state (I2).
+    """
+    live = (
+        Command.objects.select_for_update(skip_locked=True)
+        .exclude(state__in=TERMINAL_STATES)
+        .exclude(outbox__published_at__isnull=True)
+        .order_by("id")
+    )
+    commands = list(live)
+    OutboxEntry.objects.bulk_create(OutboxEntry(command=command) for command in commands)
+    CommandEvent.objects.bulk_create(
+        CommandEvent(command=command, kind="redriven", actor="control.relay", at=now, detail=reason)
+        for command in commands
+    )
+    if commands:
+        logger.warning("re-publishing %d live commands: %s", len(commands), reason)
+    return len(commands)
 
 
 @transaction.atomic
 def redrive_stalled_commands(*, now: datetime | None = None) -> int:
     """Give commands whose broker message was lost (Redis wiped or restarted) a new outbox entry.
 
-    A live command is touched at least every attempt; one untouched for STALL_AFTER past its next
+    A live command is touched at least every attempt; one untouched for the stall time past its next
     attempt (or claim) has no message left anywhere.
     """
     now = now or timezone.now()
-    cutoff = now - STALL_AFTER
+    cutoff = now - stall_after()
     stalled = (
         Command.objects.select_for_update(skip_locked=True)
         .filter(updated_at__lt=cutoff)
         .filter(
             Q(state=Command.State.PENDING)
             & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=cutoff))
-            | Q(state=Command.State.SENDING, claimed_at__lt=now - CLAIM_TIMEOUT)
+            | Q(state=Command.State.SENDING, claimed_at__lt=now - claim_timeout())
         )
         .exclude(outbox__published_at__isnull=True)
     )
@@ -219,6 +293,7 @@ def redrive_stalled_commands(*, now: datetime | None = None) -> int:
 # --- Sending -------------------------------------------------------------------------------------
 
 
+@transaction.atomic  # the state and its audit row commit together, or neither does (I7)
 def _finish(
     command: Command,
     state: str,
@@ -258,8 +333,9 @@ def _claim(command_id: int, *, now: datetime, actor: str) -> Command | None:
         if command.next_attempt_at and command.next_attempt_at > now:
             raise RetryLater((command.next_attempt_at - now).total_seconds(), "not yet")
         if command.state == Command.State.SENDING:
-            if command.claimed_at and command.claimed_at > now - CLAIM_TIMEOUT:
-                wait = (command.claimed_at + CLAIM_TIMEOUT - now).total_seconds()
+            lapse = claim_timeout()
+            if command.claimed_at and command.claimed_at > now - lapse:
+                wait = (command.claimed_at + lapse - now).total_seconds()
                 raise RetryLater(wait, "another worker is sending it")
             # The worker holding it died mid-send: the device may have acted.
             command.verify_before_send = True
@@ -316,7 +392,19 @@ def send_command(
 
     Idempotent: a terminal command is left alone; a command whose last attempt may have reached
     the device is confirmed from the device's own state instead of being sent again (I2).
+
+    While the database is unreachable (restarting, failing over) the message is not burnt: the
+    task comes back in a few seconds. A command claimed before the outage keeps its claim, and
+    the run after the claim lapses reads the device before sending again (I2).
     """
+    try:
+        return _send_command(command_id=command_id, now=now, actor=actor)
+    except (OperationalError, InterfaceError) as error:
+        countdown = DATABASE_RETRY_S * random.uniform(0.5, 1.0)  # noqa: S311 — jitter
+        raise RetryLater(countdown, f"database unavailable: {error}") from error
+
+
+def _send_command(*, command_id: int, now: datetime | None, actor: str) -> Command | None:
     now = now or timezone.now()
     command = _claim(command_id, now=now, actor=actor)
     if command is None:
@@ -406,11 +494,22 @@ def _retry_or_fail(
     command: Command, error: devices.TransientDeviceError, *, now: datetime, actor: str
 ) -> Command:
     """Schedule the next attempt (raising RetryLater) or, past the budget, fail for good."""
+    with transaction.atomic():  # the retry state and its audit row commit together (I7)
+        countdown = _schedule_retry(command, error, now=now, actor=actor)
+    if countdown is None:
+        return command
+    raise RetryLater(countdown, str(error))
+
+
+def _schedule_retry(
+    command: Command, error: devices.TransientDeviceError, *, now: datetime, actor: str
+) -> float | None:
+    """Store the next attempt and return its countdown; None when the command ended instead."""
     at = timezone.now()
     max_attempts = settings.CONTROL_MAX_ATTEMPTS
     verify = command.verify_before_send or error.ambiguous
     if command.attempts >= max_attempts:
-        return _finish(
+        _finish(
             command,
             Command.State.FAILED,
             actor=actor,
@@ -418,16 +517,18 @@ def _retry_or_fail(
             detail=f"Gave up after {command.attempts} attempts: {error}",
             verify_before_send=verify,
         )
+        return None
     countdown = retry_countdown(attempts=command.attempts, error=error)
     next_at = at + timedelta(seconds=countdown)
     if command.lease_end is not None and next_at >= command.lease_end:
-        return _finish(
+        _finish(
             command,
             Command.State.EXPIRED,
             actor=actor,
             at=at,
             detail=f"Lease ends before the next attempt ({error}).",
         )
+        return None
     command.state = Command.State.PENDING
     command.claimed_at = None
     command.next_attempt_at = next_at
@@ -446,4 +547,4 @@ def _retry_or_fail(
             "ambiguous": error.ambiguous,
         },
     )
-    raise RetryLater(countdown, str(error))
+    return countdown

@@ -32,3 +32,14 @@ def relay_outbox() -> int:
 
     services.redrive_stalled_commands()
     return services.relay_outbox()
+
+
+@shared_task(name="control.check_sent_commands", ignore_result=True)
+def check_sent_commands() -> dict[str, int]:
+    """Beat, every minute: the closed loop. Sent commands are confirmed by the car's telemetry,
+    sent once more, or failed with a diagnosis; departure warnings are recorded."""
+    from vehicles.control import confirm  # confirm enqueues through services
+
+    counts = confirm.check_sent_commands()
+    counts.update({f"departure_{k}": v for k, v in confirm.record_departure_warnings().items()})
+    return counts

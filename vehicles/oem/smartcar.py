@@ -40,6 +40,7 @@ SCOPES = [
 ]
 TRANSIENT_TYPES = {"RATE_LIMIT", "SERVER", "UPSTREAM", "VEHICLE_STATE", "SDK_ERROR"}
 KM_PER_MILE = 1.609344
+VEHICLES_PAGE = 50  # Smartcar's largest page of GET /vehicles
 
 
 def _translate(error: SmartcarException) -> Exception:
@@ -137,9 +138,22 @@ class SmartcarAdapter(OemAdapter):
             raise translated from error
         return self._tokens(access)
 
+    def _vehicle_ids(self, access_token: str) -> list[str]:
+        """Every car of the grant: Smartcar pages the list (10 by default), so follow `paging`
+        until the count is reached or a page comes back empty."""
+        ids: list[str] = []
+        while True:
+            page = _call(
+                smartcar.get_vehicles, access_token, {"limit": VEHICLES_PAGE, "offset": len(ids)}
+            )
+            ids.extend(page.vehicles)
+            total = getattr(page.paging, "count", None)
+            if not page.vehicles or total is None or len(ids) >= total:
+                return ids
+
     def list_vehicles(self, *, access_token: str) -> list[VehicleInfo]:
         infos = []
-        for vehicle_id in _call(smartcar.get_vehicles, access_token).vehicles:
+        for vehicle_id in self._vehicle_ids(access_token):
             vehicle = smartcar.Vehicle(vehicle_id, access_token, {"unit_system": "metric"})
             attributes = _call(vehicle.attributes)
             vin = _call(vehicle.vin).vin

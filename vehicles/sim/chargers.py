@@ -105,6 +105,8 @@ class SimulatedCharger:
     v2g: bool = False
     response_timeout: float = 10.0
     profiles: dict[int, Profile] = field(default_factory=dict)
+    # Every SetChargingProfile answered, in order, as (purpose, status): a test counts re-sends.
+    profile_log: list[tuple[str, str]] = field(default_factory=list)
     configuration: dict[str, str] = field(default_factory=dict)
     transaction: Transaction | None = None
     energy_import_wh: float = 0.0
@@ -352,6 +354,11 @@ class SimulatedCharger:
 
     def install_profile(self, profile: Profile) -> str:
         """SetChargingProfile: the answer a real charger gives, and the profile installed."""
+        status = self._install_profile(profile)
+        self.profile_log.append((profile.purpose, status))
+        return status
+
+    def _install_profile(self, profile: Profile) -> str:
         tx = self.transaction
         if profile.purpose == TX:
             if tx is None or profile.evse_id != tx.evse_id:

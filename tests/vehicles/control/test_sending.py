@@ -133,7 +133,7 @@ def test_i2_worker_killed_after_sending_is_confirmed_from_the_car(car, cloud):
     command = _command(car)
     cloud.set_state(car.vin, charging=True)  # what the killed worker's request achieved
     cloud.reset_request_counts()
-    claimed = timezone.now() - services.CLAIM_TIMEOUT - timedelta(seconds=1)
+    claimed = timezone.now() - services.claim_timeout() - timedelta(seconds=1)
     Command.objects.filter(pk=command.pk).update(
         state=Command.State.SENDING, claimed_at=claimed, attempts=1
     )

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from . import api, errors, oauth
+from .cars import Car
 from .control import Controller
+from .faults import Fault
 from .world import World
 
 log = logging.getLogger("vehicles.sim.cloud")
@@ -232,9 +234,36 @@ class CloudApp:
         with self.world.lock:
             self.world._sync()
             fault = self.world.take_fault(name, car)
-        if fault is not None and fault.delay_s > 0:
+        hold = fault if fault is not None and fault.kind == "hold" else None
+        answer = (request, request_id, name, endpoint, car, rest, body, unit)
+        if hold is not None and hold.effect == "before":
+            # The car acts now; only the answer waits (a client killed meanwhile never hears it).
+            response = self._vehicle_call(*answer)
+            await self._hold(hold)
+            return response
+        if hold is not None:
+            await self._hold(hold)
+        elif fault is not None and fault.delay_s > 0:
             await asyncio.sleep(fault.delay_s)
+        response = self._vehicle_call(*answer, fault)
+        events = self.world.outbox and self.world.auto_webhooks
+        if events:
+            await asyncio.to_thread(self.control.deliver_outbox)
+        return response
 
+    def _vehicle_call(
+        self,
+        request: Request,
+        request_id: str,
+        name: str,
+        endpoint: api.Endpoint | None,
+        car: Car | None,
+        rest: str,
+        body: dict,
+        unit: str,
+        fault: Fault | None = None,
+    ) -> Response:
+        """Answer one Vehicle API request under the world lock (a fault's error first)."""
         vehicle_id = car.vehicle_id if car else None
         with self.world.lock:
             self.world._sync()
@@ -250,15 +279,24 @@ class CloudApp:
                     else:
                         reply = api.call(self.world, endpoint, car, grant, body, unit)
             except errors.ApiError as exc:
-                self.world.count(name, status=exc.status, vehicle_id=vehicle_id)
+                self.world.count(name, status=exc.status, vehicle_id=vehicle_id, car=car)
                 return api_error(exc, request_id)
-            self.world.count(name, status=reply.status, vehicle_id=vehicle_id)
-        events = self.world.outbox and self.world.auto_webhooks
-        if events:
-            await asyncio.to_thread(self.control.deliver_outbox)
+            self.world.count(name, status=reply.status, vehicle_id=vehicle_id, car=car)
         return Response.json(
             reply.status, reply.body, {"sc-request-id": request_id, **reply.headers}
         )
+
+    async def _hold(self, fault: Fault) -> None:
+        """Park a request until the hold is released or its `delay_s` cap passes."""
+        with self.world.lock:
+            fault.held += 1
+        try:
+            deadline = asyncio.get_running_loop().time() + fault.delay_s
+            while not fault.released and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            with self.world.lock:
+                fault.held -= 1
 
     def _unsubscribe(self, request: Request, car: object, rest: str) -> api.Reply:
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -340,6 +378,12 @@ class CloudApp:
         if route == ("DELETE", "/_sim/faults"):
             c.clear_faults()
             return Response.json(200, {"faults": []})
+        if route == ("GET", "/_sim/holds"):
+            return Response.json(200, {"held": c.held_count()})
+        if route == ("POST", "/_sim/holds/release"):
+            return Response.json(200, {"released": c.release_holds(data.get("fault_id"))})
+        if route == ("GET", "/_sim/commands"):
+            return Response.json(200, c.commands())
         if route == ("POST", "/_sim/tokens/revoke"):
             return Response.json(200, {"revoked": c.revoke_tokens(data.get("vin"))})
         if route == ("POST", "/_sim/tokens/expire"):

@@ -73,6 +73,17 @@ class Controller:
     def clear_faults(self) -> None:
         self.world.clear_faults()
 
+    def release_holds(self, fault_id: str | None = None) -> int:
+        """Let requests parked by `hold` faults go on; returns how many were parked."""
+        return self.world.release_holds(fault_id)
+
+    def held_count(self) -> int:
+        return self.world.held_count()
+
+    def commands(self) -> list[dict]:
+        """Every control request the cloud answered (endpoint, car, status, SoC at arrival)."""
+        return self.world.commands()
+
     def revoke_tokens(self, key: str | None = None) -> int:
         return self.world.revoke_tokens(key)
 

@@ -152,6 +152,8 @@ class World(Grants, Faults):
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("command_log", [])  # worlds saved before these existed
+        state.setdefault("holds", [])
         self.__dict__.update(state)
         self.lock = threading.RLock()
         self._wall0 = time.monotonic()
