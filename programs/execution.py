@@ -17,7 +17,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from programs.models import ChargingPlan
+from programs.models import ChargingPlan, EventParticipation, GridEvent
 from vehicles.control import services as control_services
 from vehicles.control.models import Command
 from vehicles.models import Vehicle
@@ -50,6 +50,22 @@ def current_plans(*, now: datetime, vehicle_id: Any = None) -> list[ChargingPlan
     )
 
 
+def _capped_partial(plan: ChargingPlan, *, power_kw: float, at: datetime) -> bool:
+    """A car its cloud can only start or stop cannot draw part of its power: in a slot of an
+    import-cap event it takes part in, a partial plan is a pause, so the cap holds. The energy
+    it misses shows as SoC drift and is replanned after the event."""
+    if power_kw >= float(plan.vehicle.max_ac_kw) - IDLE_KW:
+        return False
+    return EventParticipation.objects.filter(
+        vehicle_id=plan.vehicle_id,
+        opted_out_at=None,
+        event__kind=GridEvent.Kind.IMPORT_CAP,
+        event__status=GridEvent.Status.ACTIVE,
+        event__starts_at__lt=at + timedelta(minutes=plan.slot_minutes),
+        event__ends_at__gt=at,
+    ).exists()
+
+
 def execute_plan_slot(*, plan: ChargingPlan, now: datetime, actor: str = ACTOR) -> Command | None:
     """Turn the plan's slot containing `now` into a command; the command (new or existing) or
     None when the plan has ended or the step needs nothing sent."""
@@ -63,6 +79,8 @@ def execute_plan_slot(*, plan: ChargingPlan, now: datetime, actor: str = ACTOR) 
         # Discharging goes through a V2G charger; cars are not yet paired with chargers.
         logger.info("plan %s slot %s discharges: no V2G charger to carry it", plan.pk, index)
         return None
+    if power_kw > IDLE_KW and _capped_partial(plan, power_kw=power_kw, at=begin):
+        power_kw = 0.0
     if power_kw > IDLE_KW:
         previous = (
             Command.objects.filter(vehicle_id=plan.vehicle_id, charger__isnull=True)

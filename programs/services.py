@@ -30,6 +30,9 @@ from vehicles.preferences import next_departure
 
 logger = logging.getLogger(__name__)
 SLOT = timedelta(minutes=15)
+# Replans an owner asked for (preferences, boost, pause, opt-out): their first slot goes out on the
+# `control` queue, which never waits behind fleet work (DESIGN.md I4).
+OWNER_TRIGGERS = frozenset({"preference_changed", "opt_out"})
 
 
 def slot_start(moment: datetime) -> datetime:
@@ -363,7 +366,7 @@ def store_plan(*, vehicle: Vehicle, **fields: Any) -> ChargingPlan:
     Vehicle.objects.select_for_update().filter(pk=vehicle.pk).first()
     latest = ChargingPlan.objects.filter(vehicle=vehicle).aggregate(Max("version"))["version__max"]
     plan = ChargingPlan.objects.create(vehicle=vehicle, version=(latest or 0) + 1, **fields)
-    queue = "control" if plan.trigger == "preference_changed" else "default"
+    queue = "control" if plan.trigger in OWNER_TRIGGERS else "default"
     transaction.on_commit(
         lambda: execute_vehicle_slot.apply_async(args=[str(vehicle.pk)], queue=queue)
     )
