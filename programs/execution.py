@@ -2,8 +2,9 @@
 
 Programs decide, vehicles act: this module reads plans and hands each due step to
 `vehicles.control.services.create_command`, which writes the command with its outbox entry and
-takes it through the safety gateway to the device. Called by the `programs.execute_due_slots`
-beat task (every minute) and, right after a new plan is stored, by `programs.execute_vehicle_slot`.
+takes it through the safety gateway to the device. The `programs.execute_due_slots` beat task
+(every minute) fans the fleet out in batches (`programs.execute_vehicle_slots` on `bulk`); right
+after a new plan is stored, `programs.execute_vehicle_slot` runs its first slot at once.
 
 Idempotent by construction: a step's idempotency key is plan version + slot + device, so a second
 beat, a second beat process or a re-delivered task finds the command and adds nothing.
@@ -15,6 +16,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from programs.models import ChargingPlan, EventParticipation, GridEvent
@@ -36,15 +39,23 @@ def slot_key(*, plan: ChargingPlan, slot_start: datetime, device: str) -> str:
     return f"plan:{plan.vehicle_id}:v{plan.version}:{slot_start:%Y%m%dT%H%MZ}:{device}"
 
 
-def current_plans(*, now: datetime, vehicle_id: Any = None) -> list[ChargingPlan]:
-    """The newest plan of each linked car that has started (DISTINCT ON, one row per car)."""
-    plans = ChargingPlan.objects.filter(
+def _started_plans(now: datetime) -> QuerySet[ChargingPlan]:
+    return ChargingPlan.objects.filter(
         start__lte=now,
         start__gte=now - PLAN_LOOKBACK,
         vehicle__link_state=Vehicle.LinkState.LINKED,
     )
+
+
+def current_plans(
+    *, now: datetime, vehicle_id: Any = None, vehicle_ids: list[Any] | None = None
+) -> list[ChargingPlan]:
+    """The newest plan of each linked car that has started (DISTINCT ON, one row per car)."""
+    plans = _started_plans(now)
     if vehicle_id is not None:
         plans = plans.filter(vehicle_id=vehicle_id)
+    if vehicle_ids is not None:
+        plans = plans.filter(vehicle_id__in=vehicle_ids)
     return list(
         plans.select_related("vehicle").order_by("vehicle_id", "-version").distinct("vehicle_id")
     )
@@ -110,12 +121,34 @@ def execute_plan_slot(*, plan: ChargingPlan, now: datetime, actor: str = ACTOR) 
     return command
 
 
-def execute_due_slots(*, now: datetime | None = None, vehicle_id: Any = None) -> int:
-    """Materialise the due slot of every current plan; returns how many commands now exist for
-    those slots (created or found)."""
+def execute_due_slots(
+    *, now: datetime | None = None, vehicle_id: Any = None, vehicle_ids: list[Any] | None = None
+) -> int:
+    """Materialise the due slot of the current plans (of one car, of some, or of all); returns
+    how many commands now exist for those slots (created or found)."""
     now = now or timezone.now()
     count = 0
-    for plan in current_plans(now=now, vehicle_id=vehicle_id):
+    for plan in current_plans(now=now, vehicle_id=vehicle_id, vehicle_ids=vehicle_ids):
         if execute_plan_slot(plan=plan, now=now) is not None:
             count += 1
     return count
+
+
+def fan_out_due_slots(*, now: datetime | None = None) -> int:
+    """The beat's minute: every car with a started plan, in batches of PROGRAMS_FANOUT_BATCH on
+    the `bulk` queue (DESIGN.md §2), so more workers mean proportionally more throughput and the
+    `control` queue never waits. Returns the number of batches enqueued."""
+    from programs.tasks import execute_vehicle_slots
+
+    now = now or timezone.now()
+    ids = [
+        str(vehicle_id)
+        for vehicle_id in _started_plans(now)
+        .order_by("vehicle_id")
+        .distinct("vehicle_id")
+        .values_list("vehicle_id", flat=True)
+    ]
+    batch = settings.PROGRAMS_FANOUT_BATCH
+    for offset in range(0, len(ids), batch):
+        execute_vehicle_slots.apply_async(args=[ids[offset : offset + batch]], queue="bulk")
+    return -(-len(ids) // batch)

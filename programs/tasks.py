@@ -23,10 +23,11 @@ def replan_vehicle(vehicle_id: str, trigger: str) -> None:
 
 @shared_task(name="programs.execute_due_slots", ignore_result=True)
 def execute_due_slots() -> int:
-    """Beat, every minute: the due slot of each current plan becomes a command (idempotent)."""
+    """Beat, every minute: the due slot of each current plan becomes a command (idempotent),
+    in batches on the `bulk` queue."""
     from programs import execution
 
-    return execution.execute_due_slots()
+    return execution.fan_out_due_slots()
 
 
 @shared_task(name="programs.execute_vehicle_slot", acks_late=True, ignore_result=True)
@@ -42,7 +43,7 @@ def execute_vehicle_slots(vehicle_ids: list[str]) -> int:
     """A batch of a fleet fan-out (an event starting): each car's due slot becomes a command."""
     from programs import execution
 
-    return sum(execution.execute_due_slots(vehicle_id=vehicle_id) for vehicle_id in vehicle_ids)
+    return execution.execute_due_slots(vehicle_ids=vehicle_ids)
 
 
 @shared_task(name="programs.replan_vehicles", acks_late=True, ignore_result=True)

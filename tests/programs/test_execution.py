@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from programs import execution
 from programs.services import slot_start, store_plan
-from programs.tasks import execute_due_slots
+from programs.tasks import execute_due_slots, execute_vehicle_slots
 from tests.factories import VehicleFactory
 from vehicles.control.models import Command, OutboxEntry
 
@@ -37,11 +37,23 @@ def _plan(vehicle, power_kw, *, start=None, trigger="plugged_in"):
     )
 
 
-def test_two_beats_make_one_command_per_slot():
+def test_two_beats_make_one_command_per_slot(published, settings):
+    """Each beat fans the fleet out in batches on `bulk`; running every batch of two beats
+    still makes one command per car and slot."""
+    settings.PROGRAMS_FANOUT_BATCH = 2
     vehicle = VehicleFactory()
+    others = [VehicleFactory() for _ in range(2)]
     plan = _plan(vehicle, [7.2, 7.2, 0.0, 0.0])
+    for other in others:
+        _plan(other, [0.0, 0.0])
     execute_due_slots.apply()
     execute_due_slots.apply()
+    batches = [args for queue, task, args in published if task == "programs.execute_vehicle_slots"]
+    assert len(batches) == 4  # 3 cars in batches of 2, per beat
+    assert {queue for queue, task, _ in published if task.endswith("slots")} == {"bulk"}
+    for args in batches:
+        execute_vehicle_slots.apply(args=args)
+    assert Command.objects.count() == 3
     command = Command.objects.get(vehicle=vehicle)
     assert command.action == Command.Action.START_CHARGE
     assert command.plan_version == plan.version
