@@ -13,8 +13,10 @@ from datetime import datetime, time, timedelta
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 
 from programs.models import Feeder, Tariff, TariffPrice
+from vehicles.models import Vehicle
 
 SLOT = timedelta(minutes=15)
 
@@ -146,3 +148,44 @@ def _overlay_feed(prices: np.ndarray, *, tariff_id: int, start: datetime, slots:
         if index + 1 < len(rows):
             last = int((rows[index + 1][0] - start) / SLOT)
         prices[first:last] = float(price)
+
+
+def replan_territory(*, tariff: Tariff, trigger: str = "new_prices") -> int:
+    """Replan every plugged-in car whose owner pays `tariff` (its utility's default tariff, by
+    service ZIP), in batches on the `bulk` queue after commit. Returns the cars asked for."""
+    from programs.tasks import replan_vehicles  # tasks import services, which import this
+
+    if not tariff.is_default:
+        return 0
+    feeders = tariff.utility.feeders.values_list("zip_codes", flat=True)
+    zips = [zip_code for codes in feeders for zip_code in codes]
+    ids = [
+        str(pk)
+        for pk in Vehicle.objects.filter(
+            owner__service_zip__in=zips, link_state=Vehicle.LinkState.LINKED
+        ).values_list("pk", flat=True)
+    ]
+    batch = settings.PROGRAMS_FANOUT_BATCH
+    for offset in range(0, len(ids), batch):
+        chunk = ids[offset : offset + batch]
+        transaction.on_commit(
+            lambda chunk=chunk: replan_vehicles.apply_async(args=[chunk, trigger], queue="bulk")
+        )
+    return len(ids)
+
+
+def publish_prices(
+    *, tariff: Tariff, prices: list[tuple[datetime, float, float | None]], source: str
+) -> int:
+    """New prices of a price-feed tariff (a utility's feed, an OpenADR PRICE event): stored (a
+    price already published for a start is replaced), then the cars that pay it are replanned.
+    Returns the number of prices stored."""
+    with transaction.atomic():
+        for start, price, export_price in prices:
+            TariffPrice.objects.update_or_create(
+                tariff=tariff,
+                start=start,
+                defaults={"price": price, "export_price": export_price, "source": source[:40]},
+            )
+        replan_territory(tariff=tariff)
+    return len(prices)
