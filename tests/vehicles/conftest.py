@@ -13,11 +13,13 @@ MONDAY_4AM = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 @contextlib.contextmanager
-def simulated_cloud(settings, *, cars: int = 3):
-    """A simulated cloud with `cars` cars on its demo account, and VEHICLE_PROVIDERS["smartcar"]
-    pointed at it for the test."""
+def simulated_cloud(settings, *, cars: int = 3, seed: int = 7, **options):
+    """A simulated cloud with `cars` cars on its demo account (its clock stands still on
+    MONDAY_4AM unless `options` say otherwise), and VEHICLE_PROVIDERS["smartcar"] pointed at it
+    for the test."""
     redirect_uri = settings.VEHICLE_PROVIDERS["smartcar"]["REDIRECT_URI"]
-    with SimulatedCloud(cars=cars, seed=7, start=MONDAY_4AM, redirect_uris=(redirect_uri,)) as sim:
+    options.setdefault("start", MONDAY_4AM)
+    with SimulatedCloud(cars=cars, seed=seed, redirect_uris=(redirect_uri,), **options) as sim:
         providers = copy.deepcopy(settings.VEHICLE_PROVIDERS)
         providers["smartcar"].update(
             CLIENT_ID=sim.client_id,

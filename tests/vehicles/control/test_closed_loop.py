@@ -4,7 +4,6 @@ command is sent once more or failed with a diagnosis in plain words, and higher 
 command that will not be re-sent. Time is moved with time-machine; the car is the simulated cloud
 behind the real Smartcar SDK."""
 
-import copy
 from datetime import timedelta
 
 import pytest
@@ -12,13 +11,13 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.vehicles.conftest import simulated_cloud
 from vehicles import services as vehicle_services
 from vehicles import signals
 from vehicles.control import services
 from vehicles.control.models import Command
 from vehicles.control.tasks import check_sent_commands
 from vehicles.oem.base import VehicleState
-from vehicles.sim.cloud import SimulatedCloud
 
 pytestmark = pytest.mark.django_db
 
@@ -34,19 +33,7 @@ def _window(settings):
 def cloud(settings):
     """The shared simulated cloud, but with its clock running in step with ours, so what a poll
     reads is stamped after the command was sent (the shared one stands still in January 2026)."""
-    redirect_uri = settings.VEHICLE_PROVIDERS["smartcar"]["REDIRECT_URI"]
-    with SimulatedCloud(cars=1, seed=7, time_scale=1.0, redirect_uris=(redirect_uri,)) as sim:
-        providers = copy.deepcopy(settings.VEHICLE_PROVIDERS)
-        providers["smartcar"].update(
-            CLIENT_ID=sim.client_id,
-            CLIENT_SECRET=sim.client_secret,
-            MANAGEMENT_TOKEN=sim.management_token,
-            API_ORIGIN=sim.sdk_config["API_ORIGIN"],
-            AUTH_ORIGIN=sim.sdk_config["AUTH_ORIGIN"],
-            CONNECT_ORIGIN=sim.sdk_config["CONNECT_ORIGIN"],
-            MANAGEMENT_API_ORIGIN=sim.sdk_config["MANAGEMENT_API_ORIGIN"],
-        )
-        settings.VEHICLE_PROVIDERS = providers
+    with simulated_cloud(settings, cars=1, time_scale=1.0, start=None) as sim:
         yield sim
 
 

@@ -11,7 +11,6 @@ the machine's shared Redis never sees these messages and no other test's worker 
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from django.utils import timezone
 
 from chargescape.celery import app as celery_app
 from tests.factories import UserFactory
+from tests.vehicles.conftest import simulated_cloud
 from tests.vehicles.control.faults.processes import (
     Beat,
     PostgresServer,
@@ -169,21 +169,7 @@ def own_postgres(transactional_db) -> Iterator[PostgresServer]:
 @pytest.fixture
 def cloud(settings) -> Iterator[SimulatedCloud]:
     """A simulated cloud with FLEET_SIZE cars; this process's Smartcar settings point at it."""
-    redirect_uri = settings.VEHICLE_PROVIDERS["smartcar"]["REDIRECT_URI"]
-    with SimulatedCloud(
-        cars=FLEET_SIZE, seed=11, start=MONDAY_4AM, redirect_uris=(redirect_uri,)
-    ) as sim:
-        providers = copy.deepcopy(settings.VEHICLE_PROVIDERS)
-        providers["smartcar"].update(
-            CLIENT_ID=sim.client_id,
-            CLIENT_SECRET=sim.client_secret,
-            MANAGEMENT_TOKEN=sim.management_token,
-            API_ORIGIN=sim.sdk_config["API_ORIGIN"],
-            AUTH_ORIGIN=sim.sdk_config["AUTH_ORIGIN"],
-            CONNECT_ORIGIN=sim.sdk_config["CONNECT_ORIGIN"],
-            MANAGEMENT_API_ORIGIN=sim.sdk_config["MANAGEMENT_API_ORIGIN"],
-        )
-        settings.VEHICLE_PROVIDERS = providers
+    with simulated_cloud(settings, cars=FLEET_SIZE, seed=11, start=MONDAY_4AM) as sim:
         yield sim
 
 
