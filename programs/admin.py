@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from programs import admin_views, audit
+from programs import admin_views, audit, earnings_views
 from programs.admin_views import UTILITY_LOOKUP, csv_response, scoped
 from programs.enrollments import set_status
 from programs.models import (
@@ -410,6 +410,7 @@ class GridEventAdmin(UtilityScoped, admin.ModelAdmin):
     that flow (add → preview → dispatch → live → cancel) are in programs.admin_views."""
 
     list_display = ["__str__", "program", "kind", "status", "starts_at", "target_kw", "scope"]
+    list_display += ["settlement_link"]
     list_filter = ["status", "kind", ("program", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["program", "feeder"]
     date_hierarchy = "starts_at"
@@ -423,6 +424,10 @@ class GridEventAdmin(UtilityScoped, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="settlement")
+    def settlement_link(self, event: GridEvent) -> str:
+        return earnings_views.settlement_link(event)
 
     def get_urls(self):  # type: ignore[no-untyped-def]
         view = self.admin_site.admin_view
@@ -445,6 +450,7 @@ class GridEventAdmin(UtilityScoped, admin.ModelAdmin):
                 view(views.delivery_csv),
                 name="programs_gridevent_delivery",
             ),
+            *earnings_views.settlement_urls(self),
             *super().get_urls(),
         ]
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from programs import views
+from programs import earnings_views, views
 
 app_name = "programs"
 urlpatterns = [
@@ -17,7 +17,12 @@ urlpatterns = [
         views.opt_out,
         name="participation-opt-out",
     ),
-    path("earnings/", views.earnings, name="earnings"),
+    path("earnings/", earnings_views.earnings_page, name="earnings"),
+    path("earnings/cash-out/", earnings_views.cash_out, name="earnings-cash-out"),
+    path("earnings/ledger.csv", earnings_views.ledger_csv, name="earnings-csv"),
+    path(
+        "earnings/statements/<str:month>/", earnings_views.statement_page, name="statement-detail"
+    ),
     path("webhooks/payouts/", views.payout_webhook, name="payout-webhook"),
     path("plans/<uuid:vehicle_id>/", views.vehicle_plan, name="vehicle-plan"),
 ]

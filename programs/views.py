@@ -137,11 +137,6 @@ def opt_out(request: HttpRequest, participation_id: int) -> HttpResponse:
 
 
 @login_required
-def earnings(request: HttpRequest) -> HttpResponse:
-    return render(request, "programs/earnings.html", {"tab": "earnings"})
-
-
-@login_required
 def vehicle_plan(request: HttpRequest, vehicle_id: str) -> HttpResponse:
     """Tonight's plan for one car: chart, why sentence, and the same as a table."""
     vehicle, plan = selectors.current_plan_for(owner=request.user, vehicle_id=vehicle_id)

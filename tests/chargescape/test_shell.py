@@ -9,7 +9,7 @@ TAB_PAGES = {
     "home": ("Nothing to manage yet", "Link your car"),
     "vehicles:vehicle-list": ("No vehicles linked yet", "Link a car"),
     "programs:program-list": ("No programs to join yet", "Utilities pay you"),
-    "programs:earnings": ("No earnings yet", "$0.00"),
+    "programs:earnings": ("No earnings yet", "Join a program"),
     "accounts:account": ("Profile", "Two-factor authentication"),
 }
 

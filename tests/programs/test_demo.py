@@ -26,11 +26,13 @@ def test_demo_utility_fleet_and_evening_event(settings):
         "demand_response",
         "v2g",
     }
-    with simulated_cloud(settings, cars=6) as sim:
+    with simulated_cloud(settings, cars=demo.OWNER_CARS + 5) as sim:
         assert demo.seed_fleet(count=5) == 5
         assert demo.seed_fleet(count=5) == 0  # idempotent
     cars = Vehicle.objects.filter(owner__email__startswith="fleet")
+    owners_cars = {car.vehicle_id for car in sim.cars[: demo.OWNER_CARS]}
     assert {car.provider_vehicle_id for car in cars} <= {car.vehicle_id for car in sim.cars}
+    assert not {car.provider_vehicle_id for car in cars} & owners_cars  # left for the owner
     assert cars.values("provider_vehicle_id").distinct().count() == 5
     smart = Enrollment.objects.filter(program__code="smart-charge", status="active")
     assert smart.count() == 5

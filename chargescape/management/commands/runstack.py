@@ -20,7 +20,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from honcho.manager import Manager
 
-from chargescape.management.commands.seed_demo import DEMO_CHARGER_PREFIX
+from chargescape.management.commands.seed_demo import DEMO_CHARGER_PREFIX, OWNER_EMAIL
+from programs.demo import OWNER_CARS
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]
             "--port",
             str(cloud_port),
             "--cars",
-            str(3 + settings.DEMO_FLEET_SIZE),  # the demo owner's three, then the fleet's
+            str(OWNER_CARS + settings.DEMO_FLEET_SIZE),  # the demo owner's, then the fleet's
             "--client-id",
             smartcar["CLIENT_ID"],
             "--client-secret",
@@ -146,6 +147,7 @@ class Command(BaseCommand):
     def seed_fleet(self, host: str, cloud_port: int) -> None:
         """Once the simulated cloud answers: link and enroll the demo fleet, schedule tonight's
         event (programs.demo). A failure here leaves the demo without a fleet, nothing else."""
+        from accounts.models import User
         from programs import demo
 
         for _ in range(120):
@@ -159,6 +161,7 @@ class Command(BaseCommand):
                 f"demo fleet: {linked} cars linked now"
                 + (f"; grid event scheduled {event.starts_at:%Y-%m-%d %H:%M} UTC" if event else "")
             )
+            demo.seed_demo_earnings(owner=User.objects.get(email=OWNER_EMAIL))
         except Exception:  # the demo must still start; say what went wrong
             logger.exception("demo fleet: seeding failed")
         finally:
