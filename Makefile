@@ -5,6 +5,8 @@ SHELL := /bin/bash
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# axe-core for tests/browser (installed into .local/npm with the venv when npm is on PATH).
+AXE_CORE_VERSION := 4.10.3
 # Ruff/pytest/celery etc. are always run from the venv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Where the embedded servers and dev files live (git-ignored).
@@ -34,7 +36,7 @@ PYTHON ?= $(shell \
 help:
 	@echo "make run    - start the whole stack (embedded PostgreSQL/Valkey unless DATABASE_URL/REDIS_URL)"
 	@echo "make test   - lint, then the full test suite"
-	@echo "make lint   - ruff, import-linter, migrations check"
+	@echo "make lint   - ruff, import-linter, bandit, migrations check"
 	@echo "make bench  - benchmarks (bench/); BENCH_ARGS=--quick for a short run"
 
 python-check:
@@ -47,6 +49,10 @@ $(STAMP): requirements.lock pyproject.toml | python-check
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade "pip>=25"
 	$(VPY) -m pip install --quiet --require-hashes -r requirements.lock
+	@# axe-core for the browser tests' accessibility checks (tests/browser), pinned, from npm.
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --no-save --no-audit --no-fund --silent --prefix .local/npm axe-core@$(AXE_CORE_VERSION); \
+	else echo "npm not found: tests/browser need axe-core (apt-get install -y nodejs npm, then make again)"; fi
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -56,6 +62,7 @@ lint: $(STAMP)
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VPY) -m bandit -q -r accounts chargescape programs vehicles -x '*/migrations/*' -ll
 	DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- $(VPY) manage.py makemigrations --check --dry-run
 
 # Development settings (pytest-django still runs every test with DEBUG off); `-p no:cacheprovider`

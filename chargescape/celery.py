@@ -56,6 +56,12 @@ app.conf.update(
         # Completed events settle within minutes; months close (bonuses, statements) daily.
         "settle-grid-events": {"task": "programs.settle_events", "schedule": 120.0},
         "close-months": {"task": "programs.close_months", "schedule": 6 * 3600.0},
+        # Utility API webhooks whose retry is due, or that an on-commit send missed (I1).
+        "redrive-webhooks": {"task": "programs.redrive_webhooks", "schedule": 30.0},
+        # OpenADR VEN: poll each VTN link for events; report finished intervals.
+        "openadr-poll": {"task": "programs.openadr_poll", "schedule": 30.0},
+        "openadr-report": {"task": "programs.openadr_report", "schedule": 60.0},
     },
 )
 app.autodiscover_tasks()
+app.autodiscover_tasks(["programs.api", "programs.openadr"])  # their tasks.py beside their code

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "oauth2_provider",
     "chargescape.apps.ChargeScapeConfig",
     "accounts",
     "vehicles",
@@ -397,6 +398,70 @@ PLANNING_DEFAULTS = {
     "max_horizon_slots": 192,  # never plan beyond 48 h
     "soc_drift_replan_pct": 5,  # replan when the car is this far off its planned SoC
 }
+
+# --- Utility API and OpenADR 3 (programs.api, programs.openadr, programs.sim) --------------------
+# Utilities call /api/utility/v1/ with OAuth 2 client credentials (django-oauth-toolkit); each
+# client belongs to one utility and holds the scopes it was granted (programs.api.auth).
+OAUTH2_PROVIDER = {
+    "SCOPES": {
+        "read": "Read programs, flexibility, events and reports",
+        "dispatch": "Create, dispatch and cancel grid events",
+    },
+    "DEFAULT_SCOPES": ["read"],
+    "SCOPES_BACKEND_CLASS": "programs.api.auth.ClientScopes",
+    # An hour, like most utility integrations expect; clients fetch a new one (no refresh tokens
+    # in the client-credentials grant).
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+    # OAuth 2.0 Security BCP (RFC 9700): only what the client-credentials grant needs is on;
+    # tokens are stored hashed, never accepted in a URL, and no browser grant is allowed.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    "ALLOW_URI_WILDCARDS": False,
+    "PKCE_REQUIRED": True,
+}
+# django-oauth-toolkit's own application model; named because programs.ApiClient points at it and
+# its migrations refer to it through this (swappable) setting.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+# Requests per minute per API client (Redis counters shared by every web process), and token
+# requests per minute per IP address.
+UTILITY_API_RATE_LIMITS = {
+    "read": env.int("UTILITY_API_READ_PER_MINUTE", default=600),
+    "dispatch": env.int("UTILITY_API_DISPATCH_PER_MINUTE", default=60),
+    "token": env.int("UTILITY_API_TOKEN_PER_MINUTE", default=30),
+}
+# Signed webhooks to utilities on event state changes: per-attempt timeout, then retries with
+# backoff up to this many attempts (the beat re-drives what an on-commit send missed).
+UTILITY_WEBHOOK_TIMEOUT_SECONDS = 10
+UTILITY_WEBHOOK_MAX_ATTEMPTS = 8
+# Idempotency keys of POSTs are remembered this long (a client retrying later makes a new event).
+UTILITY_API_IDEMPOTENCY_HOURS = 24
+# ChargeScape as an OpenADR 3 VEN (polled every 30 s by the beat): our name at the demo's VTN.
+OPENADR_VEN_NAME = env.str("OPENADR_VEN_NAME", default="chargescape")
+# The demo's simulated VTN (programs/sim, started by `make run`) and the clients it knows; it
+# exists only in development, so production needs none of these.
+OPENADR_SIM_ORIGIN = env.str("OPENADR_SIM_ORIGIN", default="http://127.0.0.1:8092")
+OPENADR_SIM_CLIENTS = {
+    "ven": (
+        env.str("OPENADR_SIM_VEN_CLIENT_ID", default="chargescape-ven"),
+        env.str("OPENADR_SIM_VEN_SECRET", default="demo-ven-secret" if DEBUG else ""),
+    ),
+    "bl": (
+        env.str("OPENADR_SIM_BL_CLIENT_ID", default="utility-bl"),
+        env.str("OPENADR_SIM_BL_SECRET", default="demo-bl-secret" if DEBUG else ""),
+    ),
+}
+# The owner API's schema (/api/schema/) leaves the utility API out; it has its own.
+SPECTACULAR_SETTINGS["PREPROCESSING_HOOKS"] = ["programs.api.schema.owner_endpoints"]
 
 # --- Execution (vehicles.control) ----------------------------------------------------------------
 # Our own deadline around a vehicle-cloud call (the Smartcar SDK waits up to 310 s on its own).

@@ -496,3 +496,13 @@ class AuditEntryAdmin(UtilityScoped, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- Utility API clients and OpenADR VTN links (their ModelAdmins live beside their code) --------
+from programs.api.admin import ApiClientAdmin  # noqa: E402
+from programs.api.models import ApiClient  # noqa: E402
+from programs.openadr.admin import VtnLinkAdmin  # noqa: E402
+from programs.openadr.models import VtnLink  # noqa: E402
+
+admin.site.register(ApiClient, ApiClientAdmin)
+admin.site.register(VtnLink, VtnLinkAdmin)

@@ -38,6 +38,7 @@ from programs.models import (
     Tariff,
     Utility,
 )
+from programs.openadr.demo import seed_vtn_link
 from vehicles import oem
 from vehicles import services as vehicle_services
 from vehicles.models import Vehicle, VehicleReading
@@ -149,6 +150,7 @@ def seed_programs(*, manager: User) -> Utility:
                 incentives=spec["incentives"],
                 published_at=timezone.now() - timedelta(days=90),
             )
+    seed_vtn_link(utility=utility)  # the simulated VTN's link (OpenADR demo)
     return utility
 
 

@@ -153,24 +153,18 @@ def _overlay_feed(prices: np.ndarray, *, tariff_id: int, start: datetime, slots:
 def replan_territory(*, tariff: Tariff, trigger: str = "new_prices") -> int:
     """Replan every plugged-in car whose owner pays `tariff` (its utility's default tariff, by
     service ZIP), in batches on the `bulk` queue after commit. Returns the cars asked for."""
-    from programs.tasks import replan_vehicles  # tasks import services, which import this
+    from programs.tasks import fan_out, replan_vehicles  # tasks import services, which import us
 
     if not tariff.is_default:
         return 0
     feeders = tariff.utility.feeders.values_list("zip_codes", flat=True)
     zips = [zip_code for codes in feeders for zip_code in codes]
-    ids = [
-        str(pk)
-        for pk in Vehicle.objects.filter(
+    ids = list(
+        Vehicle.objects.filter(
             owner__service_zip__in=zips, link_state=Vehicle.LinkState.LINKED
         ).values_list("pk", flat=True)
-    ]
-    batch = settings.PROGRAMS_FANOUT_BATCH
-    for offset in range(0, len(ids), batch):
-        chunk = ids[offset : offset + batch]
-        transaction.on_commit(
-            lambda chunk=chunk: replan_vehicles.apply_async(args=[chunk, trigger], queue="bulk")
-        )
+    )
+    fan_out(replan_vehicles, ids, trigger)
     return len(ids)
 
 

@@ -1,12 +1,32 @@
 """Celery tasks of the programs app (thin: ids in, one service call)."""
 
 from datetime import timedelta
+from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 
 # Replans requested within this window collapse into one (the task reads the newest state).
 REPLAN_DEBOUNCE_SECONDS = 2
+
+
+def fan_out(task: Any, vehicle_ids: list[Any], *args: Any, after_commit: bool = True) -> int:
+    """Enqueue `task(batch, *args)` on the `bulk` queue for the cars in batches of
+    PROGRAMS_FANOUT_BATCH (DESIGN.md §2), after the caller's transaction commits unless told
+    otherwise. Returns the number of batches."""
+    ids = [str(vehicle_id) for vehicle_id in vehicle_ids]
+    size = settings.PROGRAMS_FANOUT_BATCH
+    batches = [ids[offset : offset + size] for offset in range(0, len(ids), size)]
+    for batch in batches:
+        if after_commit:
+            transaction.on_commit(
+                lambda batch=batch: task.apply_async(args=[batch, *args], queue="bulk")
+            )
+        else:
+            task.apply_async(args=[batch, *args], queue="bulk")
+    return len(batches)
 
 
 def pending_key(vehicle_id: str) -> str:

@@ -36,3 +36,17 @@ __all__ = [
     "TariffPrice",
     "Utility",
 ]
+
+# The utility API's and the OpenADR VEN's rows live beside their code; importing them here
+# registers them with the programs app.
+from programs.api.models import ApiClient, IdempotencyKey, WebhookDelivery
+from programs.openadr.models import VtnEvent, VtnLink, VtnMessage
+
+__all__ += [
+    "ApiClient",
+    "IdempotencyKey",
+    "VtnEvent",
+    "VtnLink",
+    "VtnMessage",
+    "WebhookDelivery",
+]

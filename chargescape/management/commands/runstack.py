@@ -70,6 +70,23 @@ def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]
             "--url",
             f"ws://{host}:{ocpp_port}/ocpp",
         ],
+        # The utility's OpenADR 3 VTN with a demo program and evening event (programs.sim.vtn).
+        "vtn": [
+            python,
+            "-m",
+            "programs.sim.vtn",
+            "--host",
+            host,
+            "--port",
+            str(urlsplit(settings.OPENADR_SIM_ORIGIN).port or 8092),
+            "--ven",
+            ":".join(settings.OPENADR_SIM_CLIENTS["ven"]),
+            "--bl",
+            ":".join(settings.OPENADR_SIM_CLIENTS["bl"]),
+            "--timezone",
+            "America/Los_Angeles",
+            "--demo",
+        ],
     }
 
 
@@ -172,6 +189,7 @@ class Command(BaseCommand):
         ports = {"web": web_port, "OCPP": ocpp_port}
         if settings.RUN_SIMULATORS:
             ports["simulated cloud"] = urlsplit(settings.SMARTCAR_SIM_ORIGIN).port or 8090
+            ports["simulated VTN"] = urlsplit(settings.OPENADR_SIM_ORIGIN).port or 8092
         for name, port in ports.items():
             if port_in_use(host, port):
                 raise CommandError(

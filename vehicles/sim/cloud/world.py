@@ -170,7 +170,8 @@ class World(Grants, Faults):
     def load(cls, path: Path, *, resume_at: datetime | None = None) -> World:
         """A world saved by `save`; with `resume_at`, the clock jumps there and the cars live
         through the gap (routine and charging) on the next sync."""
-        world = pickle.loads(path.read_bytes())  # noqa: S301 — our own file, written by save()
+        # Our own state file, written by save() under .local/ (never data from elsewhere).
+        world = pickle.loads(path.read_bytes())  # noqa: S301  # nosec B301
         if not isinstance(world, cls):
             raise TypeError(f"{path} does not hold a simulated world")
         if resume_at is not None and resume_at > world.now():
