@@ -66,3 +66,21 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+
+# Notifications live in their own package; importing them here registers them with the app.
+from accounts.notifications.models import (  # noqa: E402
+    Notification,
+    NotificationPreference,
+    PushSubscription,
+    VapidKeyPair,
+)
+
+__all__ = [
+    "Notification",
+    "NotificationPreference",
+    "PushSubscription",
+    "User",
+    "UserManager",
+    "VapidKeyPair",
+]

@@ -51,11 +51,16 @@ app.conf.update(
         # Closed loop: sent commands confirmed by telemetry (or re-sent, or failed with a
         # diagnosis) a few minutes after sending; departure warnings recorded.
         "check-sent-commands": {"task": "control.check_sent_commands", "schedule": 60.0},
+        # I8 for cloud-only cars: a stop whose lease lapsed with nothing after it is undone.
+        "release-lapsed-stops": {"task": "control.release_lapsed_stops", "schedule": 60.0},
         # Grid events start and end within 30 s of their window (two beats: SKIP LOCKED claims).
         "advance-grid-events": {"task": "programs.advance_events", "schedule": 30.0},
         # Completed events settle within minutes; months close (bonuses, statements) daily.
         "settle-grid-events": {"task": "programs.settle_events", "schedule": 120.0},
         "close-months": {"task": "programs.close_months", "schedule": 6 * 3600.0},
+        # I1 for notifications: stored ones whose delivery task was lost, and held pushes whose
+        # quiet hours ended, go out within a minute.
+        "relay-notifications": {"task": "accounts.relay_notifications", "schedule": 60.0},
         # Utility API webhooks whose retry is due, or that an on-commit send missed (I1).
         "redrive-webhooks": {"task": "programs.redrive_webhooks", "schedule": 30.0},
         # OpenADR VEN: poll each VTN link for events; report finished intervals.

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.notifications import services as notifications
 from programs import audit, settlement
 from programs.models import (
     Enrollment,
@@ -147,6 +148,16 @@ def set_status(*, enrollment: Enrollment, status: str, reason: str, actor: Any) 
     enrollment.save(update_fields=["status", "status_reason", "updated_at"])
     if status != Status.ACTIVE:
         _leave_upcoming_events(enrollment)
+    if status in (Status.ACTIVE, Status.SUSPENDED):
+        notifications.notify(
+            owner=enrollment.vehicle.owner,
+            kind="enrollment_approved" if status == Status.ACTIVE else "enrollment_suspended",
+            context={
+                "program": enrollment.program.name,
+                "vehicle": enrollment.vehicle.display_name,
+                "reason": enrollment.status_reason,
+            },
+        )
     return _change(enrollment, to=status, reason=reason, actor=actor, previous=previous)
 
 

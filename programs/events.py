@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from programs import audit, settlement
+from accounts.notifications import services as notifications
+from programs import audit, selectors, settlement
 from programs.models import Enrollment, EventParticipation, Feeder, GridEvent, Program
 from programs.scheduling import Event, EventKind
 from programs.services import (
@@ -264,6 +264,27 @@ def schedule_event(*, event: GridEvent, actor: Any) -> GridEvent:
         target=event,
         participants=event.participations.count(),
     )
+    notifications.notify_many(
+        kind="event_announced",
+        key=f"event:{event.pk}:announced",
+        shared={
+            "program": event.program.name,
+            "export": event.kind == GridEvent.Kind.EXPORT_REQUEST,
+            "starts_at": event.starts_at,
+            "ends_at": event.ends_at,
+        },
+        recipients=(
+            (
+                p.vehicle.owner_id,
+                {
+                    "participation": p.pk,
+                    "vehicle": p.vehicle.display_name,
+                    "earnings_cents": selectors.expected_earnings_cents(p),
+                },
+            )
+            for p in event.participations.select_related("vehicle", "enrollment__terms", "event")
+        ),
+    )
     return event
 
 
@@ -451,7 +472,7 @@ def preview_event(*, event: GridEvent, now: datetime | None = None) -> Allocatio
 def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEvent:
     """At the event's start (called in the beat's claim transaction): the fleet allocation becomes
     every participant's plan, its commitment is recorded, and the first slots go out in batches."""
-    from programs.tasks import execute_vehicle_slots
+    from programs.tasks import execute_vehicle_slots, fan_out
 
     now = now or timezone.now()
     allocation = allocate(event=event, now=now)
@@ -484,27 +505,33 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
         expected_kw=max(allocation.expected_kw, default=0),
         at_risk=len(allocation.at_risk),
     )
-    ids = [str(vehicle_id) for vehicle_id in allocation.committed]
-    batch = settings.PROGRAMS_FANOUT_BATCH
-    for offset in range(0, len(ids), batch):
-        chunk = ids[offset : offset + batch]
-        transaction.on_commit(
-            lambda chunk=chunk: execute_vehicle_slots.apply_async(args=[chunk], queue="bulk")
-        )
+    notifications.notify_many(
+        kind="event_starting",
+        key=f"event:{event.pk}:starting",
+        shared={
+            "program": event.program.name,
+            "export": event.kind == GridEvent.Kind.EXPORT_REQUEST,
+            "starts_at": event.starts_at,
+            "ends_at": event.ends_at,
+        },
+        recipients=(
+            (p.vehicle.owner_id, {"participation": p.pk, "vehicle": p.vehicle.display_name})
+            for p in event.participations.filter(opted_out_at=None).select_related("vehicle")
+        ),
+    )
+    fan_out(execute_vehicle_slots, list(allocation.committed))
     return event
 
 
 def _release(event: GridEvent) -> None:
     """After an event ends or is cancelled its cars go back to their own plans."""
-    from programs.tasks import replan_vehicles
+    from programs.tasks import fan_out, replan_vehicles
 
-    ids = [str(v) for v in event.participations.values_list("vehicle_id", flat=True)]
-    batch = settings.PROGRAMS_FANOUT_BATCH
-    for offset in range(0, len(ids), batch):
-        chunk = ids[offset : offset + batch]
-        transaction.on_commit(
-            lambda chunk=chunk: replan_vehicles.apply_async(args=[chunk, "event_end"], queue="bulk")
-        )
+    fan_out(
+        replan_vehicles,
+        list(event.participations.values_list("vehicle_id", flat=True)),
+        "event_end",
+    )
 
 
 def active_participation(vehicle_id: Any, *, now: datetime) -> EventParticipation | None:

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from accounts.notifications import services as notifications
 from programs import ledger
 from programs.ledger import Line
 from programs.models import (
@@ -221,6 +222,23 @@ def settle_event(*, event_id: int) -> LedgerTransaction | None:
             lines=lines,
             program=program,
             event=event,
+        )
+        notifications.notify_many(
+            kind="event_ended",
+            key=f"event:{event.pk}:settled",
+            shared={"program": program.name},
+            recipients=(
+                (
+                    line.account.owner_id,
+                    {
+                        "earned_cents": -line.amount_cents,
+                        "delivered_kwh": line.detail["delivered_kwh"],
+                        "vehicle_id": line.detail["vehicle"],
+                    },
+                )
+                for line in lines
+                if line.detail["line"] == "incentive" and line.amount_cents < 0
+            ),
         )
         event.settled_at = timezone.now()
         event.save(update_fields=["settled_at", "updated_at"])

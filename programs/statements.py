@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from accounts.notifications import services as notifications
 from programs import ledger
 from programs.models import LedgerAccount, LedgerTransaction, Statement
 
@@ -76,6 +77,16 @@ def close_month(*, owner: User, month: date) -> Statement:
             statement.save()
     except IntegrityError:
         return Statement.objects.get(owner=owner, month=month)
+    notifications.notify(
+        owner=owner,
+        kind="statement_ready",
+        key=f"statement:{statement.pk}",
+        context={
+            "month": month,
+            "closing_cents": statement.closing_cents,
+            "earned_cents": statement.earned_cents,
+        },
+    )
     return statement
 
 

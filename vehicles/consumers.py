@@ -1,11 +1,16 @@
-"""Live updates for the owner's open pages (vehicle state now; plans and notices later).
+"""Live updates for the owner's open pages: vehicle state and notifications.
 
 A signed-in owner's socket joins only their own group (`owner.<id>`); anonymous sockets are
 refused. The Origin header is checked by the web ASGI app (AllowedHostsOriginValidator).
+Notifications are stored before they are sent, so a page that (re)connects sends the id of the
+newest one it has seen (`{"notifications_after": id}`) and gets what it missed
+(accounts.notifications).
 """
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.notifications import selectors as notification_selectors
 from vehicles.services import owner_group
 
 # Close code for "sign in first" (application range 4000–4999).
@@ -18,6 +23,7 @@ class OwnerLiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.owner_id = user.pk
         self.group = owner_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -27,7 +33,19 @@ class OwnerLiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):  # type: ignore[no-untyped-def]
-        """Clients only listen; anything they send is ignored."""
+        """The one thing clients send: the newest notification id they have seen. Anything
+        else is ignored."""
+        after = content.get("notifications_after") if isinstance(content, dict) else None
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            return
+        missed = await database_sync_to_async(notification_selectors.replay_after)(
+            owner_id=self.owner_id, after_id=after
+        )
+        for message in missed:
+            await self.send_json(message)
 
     async def vehicle_update(self, event: dict) -> None:
+        await self.send_json({key: value for key, value in event.items() if key != "type"})
+
+    async def notification_new(self, event: dict) -> None:
         await self.send_json({key: value for key, value in event.items() if key != "type"})

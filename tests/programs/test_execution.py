@@ -151,3 +151,44 @@ def test_two_beat_processes_at_once_make_one_command():
     assert errors == []
     assert Command.objects.filter(vehicle=vehicle).count() == 1
     assert OutboxEntry.objects.count() == 1
+
+
+def test_an_owners_plan_reaches_the_device_on_control_then_its_slots_are_plan_steps(
+    published, django_capture_on_commit_callbacks
+):
+    """I4: the first command of a plan an opt-out made is the owner's and is relayed on
+    `control`, never behind a fan-out on `commands`; the plan's next slot is an ordinary step
+    (so the gateway's pause and boost checks apply to it)."""
+    vehicle = VehicleFactory()
+    begin = slot_start(timezone.now())
+    _plan(vehicle, [7.2, 0.0], start=begin, trigger="opt_out")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = execution.execute_due_slots(now=begin + timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        execution.execute_due_slots(now=begin + timedelta(minutes=16))
+    assert first == 1
+    commands = list(Command.objects.filter(vehicle=vehicle).order_by("id"))
+    assert [(c.action, c.source) for c in commands] == [
+        (Command.Action.START_CHARGE, Command.Source.OWNER),
+        (Command.Action.STOP_CHARGE, Command.Source.PLAN),
+    ]
+    sends = [(queue, args) for queue, task, args in published if task == "control.send_command"]
+    assert sends == [("control", [commands[0].pk]), ("commands", [commands[1].pk])]
+
+
+def test_a_stale_plan_never_overrides_a_newer_one():
+    """A fan-out batch that read the car's plans before an opt-out stored a newer one: the old
+    plan's slot writes nothing, so the owner's command is not superseded by it (I4)."""
+    vehicle = VehicleFactory()
+    begin = slot_start(timezone.now())
+    now = begin + timedelta(minutes=1)
+    event_plan = _plan(vehicle, [0.0, 0.0], start=begin, trigger="event")
+    (stale,) = execution.current_plans(now=now, vehicle_id=vehicle.pk)  # the batch's read
+    _plan(vehicle, [7.2, 7.2], start=begin, trigger="opt_out")
+    assert execution.execute_due_slots(now=now, vehicle_id=vehicle.pk) == 1
+    owner = Command.objects.get(vehicle=vehicle)
+    assert execution.execute_plan_slot(plan=stale, now=now) is None
+    assert stale.version == event_plan.version
+    owner.refresh_from_db()
+    assert (owner.action, owner.source, owner.state) == ("start_charge", "owner", "pending")
+    assert Command.objects.filter(vehicle=vehicle).count() == 1

@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from accounts.notifications import services as notifications
 from vehicles import selectors as vehicle_selectors
 from vehicles.control import diagnosis, services
 from vehicles.control.devices import LIMIT_TOLERANCE_PCT
@@ -179,6 +180,16 @@ def check_command(*, command_id: int, now: datetime) -> str:
     command.save(update_fields=["state", "finished_at", "last_error", "updated_at"])
     _record(command, "unconfirmed", at=now, detail=text, data=data)
     if resend is None:
+        notifications.notify(
+            owner=vehicle.owner,
+            kind="command_failed",
+            key=f"command:{command.pk}:failed",
+            context={
+                "vehicle_id": vehicle.pk,
+                "vehicle": vehicle.display_name,
+                "diagnosis": found.sentence,
+            },
+        )
         vehicle_id, code = vehicle.pk, found.code
         transaction.on_commit(
             lambda: command_not_confirmed.send(
@@ -269,6 +280,17 @@ def record_departure_warnings(*, now: datetime | None = None) -> dict[str, Any]:
             alert.message, alert.data = message, data
             alert.resolved_at, alert.updated_at = None, now
             alert.save(update_fields=["message", "data", "resolved_at", "updated_at"])
+        notifications.notify(
+            owner=vehicle.owner,
+            kind="target_at_risk",
+            key=f"alert:{alert.pk}",
+            context={
+                "vehicle_id": vehicle.pk,
+                "vehicle": vehicle.display_name,
+                "message": message,
+                **data,
+            },
+        )
         open_ids.append(alert.pk)
     resolved = (
         OwnerAlert.objects.filter(kind=kind, resolved_at__isnull=True)

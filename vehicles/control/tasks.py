@@ -43,3 +43,12 @@ def check_sent_commands() -> dict[str, int]:
     counts = confirm.check_sent_commands()
     counts.update({f"departure_{k}": v for k, v in confirm.record_departure_warnings().items()})
     return counts
+
+
+@shared_task(name="control.release_lapsed_stops", ignore_result=True)
+def release_lapsed_stops() -> dict[str, int]:
+    """Beat, every minute: the lease watchdog (I8, charging fails open). A car left stopped by
+    a cloud stop whose lease lapsed with nothing after it is told to charge again."""
+    from vehicles.control import watchdog  # watchdog enqueues through services
+
+    return watchdog.release_lapsed_stops()

@@ -1,0 +1,16 @@
+"""{% notification_bell %}: the top bar's bell with the unread count, on every signed-in page."""
+
+from django import template
+
+from accounts.notifications import selectors
+
+register = template.Library()
+
+
+@register.inclusion_tag("notifications/_bell.html", takes_context=True)
+def notification_bell(context: template.Context) -> dict[str, object]:
+    user = context["request"].user
+    return {
+        "unread": selectors.unread_count(owner=user),
+        "latest_id": selectors.latest_id(owner=user),
+    }
