@@ -216,6 +216,16 @@ def create_event(
     return event
 
 
+def _notice(event: GridEvent) -> dict[str, Any]:
+    """What every owner's notice of this event says (programs → accounts notifications)."""
+    return {
+        "program": event.program.name,
+        "export": event.kind == GridEvent.Kind.EXPORT_REQUEST,
+        "starts_at": event.starts_at,
+        "ends_at": event.ends_at,
+    }
+
+
 def _scope(event: GridEvent) -> QuerySet[Enrollment]:
     """The enrollments an event reaches (export requests: V2G cars whose owners consent)."""
     enrollments = enrollments_in_scope(
@@ -267,12 +277,7 @@ def schedule_event(*, event: GridEvent, actor: Any) -> GridEvent:
     notifications.notify_many(
         kind="event_announced",
         key=f"event:{event.pk}:announced",
-        shared={
-            "program": event.program.name,
-            "export": event.kind == GridEvent.Kind.EXPORT_REQUEST,
-            "starts_at": event.starts_at,
-            "ends_at": event.ends_at,
-        },
+        shared=_notice(event),
         recipients=(
             (
                 p.vehicle.owner_id,
@@ -508,12 +513,7 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
     notifications.notify_many(
         kind="event_starting",
         key=f"event:{event.pk}:starting",
-        shared={
-            "program": event.program.name,
-            "export": event.kind == GridEvent.Kind.EXPORT_REQUEST,
-            "starts_at": event.starts_at,
-            "ends_at": event.ends_at,
-        },
+        shared=_notice(event),
         recipients=(
             (p.vehicle.owner_id, {"participation": p.pk, "vehicle": p.vehicle.display_name})
             for p in event.participations.filter(opted_out_at=None).select_related("vehicle")

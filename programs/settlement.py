@@ -245,6 +245,15 @@ def settle_event(*, event_id: int) -> LedgerTransaction | None:
         return posted
 
 
+def _incentive(*, owner: Any, program: Program, cents: int, detail: dict) -> list[Line]:
+    """An incentive's two sides: credited to the owner, charged to the program's utility."""
+    utility = ledger.account(ledger.Kind.UTILITY_RECEIVABLE, utility=program.utility)
+    return [
+        Line(ledger.account(ledger.Kind.OWNER_PAYABLE, owner=owner), -cents, detail),
+        Line(utility, cents, detail),
+    ]
+
+
 def credit_enrollment_bonus(*, enrollment: Enrollment) -> LedgerTransaction | None:
     """The terms' joining bonus, once per enrollment, when it first becomes active."""
     cents = enrollment.terms.incentives.get("enrollment_bonus_cents", 0)
@@ -257,14 +266,7 @@ def credit_enrollment_bonus(*, enrollment: Enrollment) -> LedgerTransaction | No
         key=f"enrollment:{enrollment.pk}:bonus",
         kind=LedgerTransaction.Kind.ENROLLMENT_BONUS,
         memo=f"Welcome bonus, {program.name}",
-        lines=[
-            Line(ledger.account(ledger.Kind.OWNER_PAYABLE, owner=owner), -cents, detail),
-            Line(
-                ledger.account(ledger.Kind.UTILITY_RECEIVABLE, utility=program.utility),
-                cents,
-                detail,
-            ),
-        ],
+        lines=_incentive(owner=owner, program=program, cents=cents, detail=detail),
         program=program,
     )
     return posted
@@ -322,14 +324,7 @@ def settle_month(*, month: date) -> int:
             key=f"enrollment:{enrollment.pk}:month:{month:%Y-%m}",
             kind=LedgerTransaction.Kind.MONTHLY_BONUS,
             memo=f"Smart charging bonus {month:%B %Y}, {program.name}",
-            lines=[
-                Line(ledger.account(ledger.Kind.OWNER_PAYABLE, owner=owner), -cents, detail),
-                Line(
-                    ledger.account(ledger.Kind.UTILITY_RECEIVABLE, utility=program.utility),
-                    cents,
-                    detail,
-                ),
-            ],
+            lines=_incentive(owner=owner, program=program, cents=cents, detail=detail),
             program=program,
         )
         posted += created
