@@ -313,6 +313,7 @@ def advance_events(*, now: datetime | None = None) -> dict[str, int]:
     """Beat: start the events whose window opened, finish those whose window closed. Each event
     is claimed with SKIP LOCKED, so two beats never start one event twice."""
     now = now or timezone.now()
+    remind_unplugged(now=now)
     counts = {"activated": 0, "completed": 0}
     while True:
         with transaction.atomic():
@@ -341,6 +342,46 @@ def advance_events(*, now: datetime | None = None) -> dict[str, int]:
                 )
                 _release(event)
                 counts["completed"] += 1
+
+
+# Owners of participating cars that are unplugged hear this long before an event starts.
+PLUG_IN_REMINDER_BEFORE = timedelta(hours=1)
+
+
+def remind_unplugged(*, now: datetime) -> int:
+    """Tell the owners of participating cars that are unplugged within the hour before an event
+    starts (once per car and event: the notification is keyed). Returns the owners told now."""
+    told = 0
+    upcoming = GridEvent.objects.filter(
+        status=Status.SCHEDULED,
+        starts_at__gt=now,
+        starts_at__lte=now + PLUG_IN_REMINDER_BEFORE,
+    ).select_related("program")
+    for event in upcoming:
+        participations = list(
+            event.participations.filter(opted_out_at=None).select_related("vehicle")
+        )
+        readings = vehicle_selectors.latest_readings(
+            vehicle_ids=[p.vehicle_id for p in participations]
+        )
+        unplugged = [
+            p
+            for p in participations
+            if (reading := readings.get(p.vehicle_id)) is not None and reading.plugged_in is False
+        ]
+        told += notifications.notify_many(
+            kind="plug_in_reminder",
+            key=f"event:{event.pk}:plug-in",
+            shared=_notice(event),
+            recipients=(
+                (
+                    p.vehicle.owner_id,
+                    {"vehicle": p.vehicle.display_name, "vehicle_id": str(p.vehicle_id)},
+                )
+                for p in unplugged
+            ),
+        )
+    return told
 
 
 # --- Planning with events ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.notifications import services as notifications
 from vehicles import signals
 from vehicles.models import (
     ChargingPreference,
@@ -246,6 +247,21 @@ def _announce_changes(
         or abs(reading.soc_pct - previous.soc_pct) >= SOC_CHANGE_NOTIFY_PCT
     ):
         sent.append((signals.vehicle_soc_changed, {}))
+    if (
+        previous is not None
+        and previous.charging_state == VehicleReading.ChargingState.CHARGING
+        and reading.charging_state == VehicleReading.ChargingState.FULLY_CHARGED
+    ):
+        notifications.notify(
+            owner=vehicle.owner,
+            kind="charging_complete",
+            key=f"reading:{reading.pk}:charged",
+            context={
+                "vehicle": vehicle.display_name,
+                "vehicle_id": str(vehicle.pk),
+                "soc_pct": reading.soc_pct,
+            },
+        )
     for signal, extra in sent:
         transaction.on_commit(
             lambda signal=signal, extra=extra: signal.send(

@@ -298,3 +298,25 @@ def test_event_times_are_shown_in_each_owners_time_zone(client, program):
     page = client.get(reverse("home")).content.decode()
     assert "Wed 15:00–17:00" in page
     assert "17:00–19:00" not in page
+
+
+def test_owners_of_unplugged_cars_are_reminded_once_within_the_hour_before(program):
+    from accounts.notifications.models import Notification
+
+    plugged = _car(UserFactory(), program, soc=40)
+    unplugged = _car(UserFactory(), program, soc=40)
+    vehicle_services.record_reading(
+        vehicle=unplugged,
+        state=VehicleState(recorded_at=NOW + timedelta(minutes=1), soc_pct=40, plugged_in=False),
+        source="poll",
+    )
+    events.schedule_event(event=_event(program), actor=None)
+    assert events.remind_unplugged(now=NOW) == 0  # two hours ahead: not yet
+    with time_machine.travel(START - timedelta(minutes=45), tick=False):
+        events.advance_events()
+        events.advance_events()
+    reminders = Notification.objects.filter(kind="plug_in_reminder")
+    assert [n.owner for n in reminders] == [unplugged.owner]
+    assert "Plug in" in reminders.get().title
+    assert "before 17:00" in reminders.get().body  # the owner's time zone (Chicago)
+    assert not Notification.objects.filter(owner=plugged.owner, kind="plug_in_reminder").exists()

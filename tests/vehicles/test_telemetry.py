@@ -146,3 +146,33 @@ def test_field_keys_rotate_without_losing_tokens():
             raw = cursor.fetchone()[0]
         with pytest.raises(crypto.InvalidToken):
             crypto.decrypt(raw)  # no longer readable with the retired key
+
+
+def test_owner_hears_when_charging_completes_once(owner):
+    """CHARGING → FULLY_CHARGED tells the owner once; other changes tell nothing."""
+    from datetime import UTC, datetime
+
+    from accounts.notifications.models import Notification
+    from vehicles.oem.base import VehicleState
+
+    vehicle = VehicleFactory(owner=owner)
+    start = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+    for minutes, state, soc in [
+        (0, "CHARGING", 70),
+        (15, "CHARGING", 85),
+        (30, "FULLY_CHARGED", 90),
+        (45, "FULLY_CHARGED", 90),
+    ]:
+        services.record_reading(
+            vehicle=vehicle,
+            state=VehicleState(
+                recorded_at=start + timedelta(minutes=minutes),
+                soc_pct=soc,
+                plugged_in=True,
+                charging_state=state,
+            ),
+            source="poll",
+        )
+    told = Notification.objects.filter(owner=owner, kind="charging_complete")
+    assert told.count() == 1
+    assert "finished charging at 90 %" in told.get().body
