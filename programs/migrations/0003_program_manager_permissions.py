@@ -7,7 +7,8 @@ services, and a feeder, tariff or program is closed rather than deleted.
 
 from django.db import migrations
 
-GROUP = "Program managers"
+from programs import permissions
+
 PERMISSIONS = {
     "utility": ["view"],
     "feeder": ["view", "add", "change"],
@@ -23,34 +24,12 @@ PERMISSIONS = {
 }
 
 
-def codenames() -> list[str]:
-    return [f"{verb}_{model}" for model, verbs in PERMISSIONS.items() for verb in verbs]
-
-
 def grant(apps, schema_editor):
-    # Permissions are normally created after migrate (post_migrate): create them now.
-    from django.contrib.auth.management import create_permissions
-
-    app_config = apps.get_app_config("programs")
-    if getattr(app_config, "models_module", None) is None:  # a migration state's app stub
-        app_config.models_module = True
-    create_permissions(app_config, apps=apps, verbosity=0)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name=GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="programs", codename__in=codenames())
-    )
+    permissions.grant(apps, PERMISSIONS)
 
 
 def revoke(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group = Group.objects.filter(name=GROUP).first()
-    if group is not None:
-        group.permissions.remove(
-            *Permission.objects.filter(content_type__app_label="programs", codename__in=codenames())
-        )
+    permissions.revoke(apps, PERMISSIONS)
 
 
 class Migration(migrations.Migration):
