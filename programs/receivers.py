@@ -2,14 +2,20 @@
 
 Owner actions (preference, boost, pause) go to the `control` queue so they never wait behind fleet
 work (DESIGN.md I4); telemetry-driven replans go to `default`. Requests within a short window
-collapse into one task (the cache key is cleared when the task starts).
+collapse into one task (the cache key is cleared when the task starts). Plug-ins skip that window:
+they are gathered into one batch task that plans them together (programs.tasks.replan_plugged_in).
 """
 
 from django.core.cache import cache
 from django.db import transaction
 from django.dispatch import receiver
 
-from programs.tasks import REPLAN_DEBOUNCE_SECONDS, pending_key, replan_vehicle
+from programs.tasks import (
+    REPLAN_DEBOUNCE_SECONDS,
+    pending_key,
+    replan_vehicle,
+    request_plugged_in_replan,
+)
 from vehicles import signals
 
 
@@ -26,7 +32,10 @@ def request_replan(vehicle_id: object, *, trigger: str, queue: str) -> None:
 
 @receiver(signals.vehicle_plugged_in)
 def on_plugged_in(sender: object, vehicle_id: object, **kwargs: object) -> None:
-    request_replan(vehicle_id, trigger="plugged_in", queue="default")
+    """Planned at once, in a batch with the other cars plugged in meanwhile (issue 6, B6). The
+    pending mark makes the same reading's SoC news collapse into this replan."""
+    cache.set(pending_key(str(vehicle_id)), "plugged_in", timeout=60)
+    transaction.on_commit(lambda: request_plugged_in_replan(str(vehicle_id)))
 
 
 @receiver(signals.vehicle_unplugged)

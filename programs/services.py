@@ -161,6 +161,7 @@ def solve(
         events=list(events),
     )
     plan = plan_fleet(problem)
+    # Stored to the watt: a fleet's stored sum may differ from the solver's by 0.5 W a car.
     power = np.round(plan.power_kw, 3)
     soc = np.round(plan.soc, 4)
     rounded_prices = np.round(prices, 4)
@@ -289,6 +290,24 @@ def replan_fleet(
         for car, fields in zip(cars, results, strict=True):
             rows.append({"vehicle_id": car.vehicle.pk, "trigger": trigger, **fields})
     return store_plans(plans=rows, vehicles=linked)
+
+
+def replan_plugged_in(*, vehicle_ids: list[Any], now: datetime | None = None) -> list[Any]:
+    """Cars just plugged in, planned in one pass (issue 6, B6: one solve per tariff and zone
+    instead of one task each). A car in a running event is planned on its own so it keeps its
+    share of the event. Returns the ids of the cars whose plans were stored by the fleet pass
+    (the in-event ones send their first slot themselves, like any single replan)."""
+    now = now or timezone.now()
+    in_event = set(
+        EventParticipation.objects.filter(
+            vehicle_id__in=vehicle_ids, event__status=GridEvent.Status.ACTIVE, opted_out_at=None
+        ).values_list("vehicle_id", flat=True)
+    )
+    for vehicle_id in in_event:
+        replan_vehicle(vehicle_id=vehicle_id, trigger="plugged_in", now=now)
+    others = [v for v in vehicle_ids if v not in {str(i) for i in in_event}]
+    replan_fleet(vehicle_ids=others, trigger="plugged_in", now=now)
+    return others
 
 
 # Columns written by store_plans' COPY, in order.

@@ -6,10 +6,15 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 # Replans requested within this window collapse into one (the task reads the newest state).
 REPLAN_DEBOUNCE_SECONDS = 2
+# Plug-ins are edges, not noisy telemetry: they are planned without the debounce, together. The
+# cars plugged in since the last batch wait in a Redis set; the flag says a batch task is queued.
+PLUGGED_IN_SET = "replan:plugged-in"
+PLUGGED_IN_QUEUED = "replan:plugged-in:queued"
+PLUGGED_IN_BATCH = 1000
 
 
 def fan_out(task: Any, vehicle_ids: list[Any], *args: Any, after_commit: bool = True) -> int:
@@ -39,6 +44,54 @@ def replan_vehicle(vehicle_id: str, trigger: str) -> None:
 
     cache.delete(pending_key(vehicle_id))  # later changes must enqueue a fresh replan
     services.replan_vehicle(vehicle_id=vehicle_id, trigger=trigger)
+
+
+def _plugged_in_set() -> tuple[Any, str]:
+    """The Redis client holding PLUGGED_IN_SET and the set's key (with the cache's prefix)."""
+    key = cache.make_and_validate_key(PLUGGED_IN_SET)
+    return cache._cache.get_client(key, write=True), key
+
+
+def request_plugged_in_replan(vehicle_id: str) -> None:
+    """Add a just-plugged-in car to the next batch and make sure one batch task is queued."""
+    client, key = _plugged_in_set()
+    client.sadd(key, vehicle_id)
+    if cache.add(PLUGGED_IN_QUEUED, 1, timeout=60):
+        replan_plugged_in.apply_async(queue="default")
+
+
+@shared_task(
+    name="programs.replan_plugged_in",
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=1,
+    retry_jitter=True,
+    max_retries=8,
+)
+def replan_plugged_in() -> int:
+    """Every car plugged in since the last batch: planned together, first slots sent at once
+    (returns how many commands exist for them).
+
+    The flag is cleared first, so a plug-in arriving while this runs queues the next batch. SPOP
+    hands each car to one batch only; on a database error the cars go back into the set and the
+    task retries. A car lost with a killed worker charges unmanaged until its next SoC reading
+    replans it."""
+    from programs import execution, services
+
+    cache.delete(PLUGGED_IN_QUEUED)
+    client, key = _plugged_in_set()
+    sent = 0
+    while ids := client.spop(key, PLUGGED_IN_BATCH):
+        vehicle_ids = [vehicle_id.decode() for vehicle_id in ids]
+        cache.delete_many([pending_key(vehicle_id) for vehicle_id in vehicle_ids])
+        try:
+            planned = services.replan_plugged_in(vehicle_ids=vehicle_ids)
+        except DatabaseError:
+            client.sadd(key, *vehicle_ids)
+            raise
+        sent += execution.execute_due_slots(vehicle_ids=planned)
+    return sent
 
 
 @shared_task(name="programs.execute_due_slots", ignore_result=True)

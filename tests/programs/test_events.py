@@ -21,6 +21,8 @@ pytestmark = pytest.mark.django_db
 # Wednesday 2026-11-25, 15:00 in Chicago; the event runs 17:00-19:00 local; cars leave at 23:00.
 NOW = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)
 START, END = NOW + timedelta(hours=2), NOW + timedelta(hours=4)
+# Stored plans are rounded to the watt: a fleet's stored sum may miss the solver's by 0.5 W a car.
+ROUNDING_KW = 0.0005
 TONIGHT_23 = NOW + timedelta(hours=8)
 
 
@@ -143,7 +145,7 @@ def test_an_import_cap_is_met_in_every_slot_and_every_departure_is_kept(
     plans = [ChargingPlan.objects.get(vehicle=car) for car in cars]  # exactly one each
     assert all(plan.trigger == "event" for plan in plans)
     for slot in range(8):
-        assert sum(_window_kw(plan)[slot] for plan in plans) <= 5.0 + 1e-6
+        assert sum(_window_kw(plan)[slot] for plan in plans) <= 5.0 + ROUNDING_KW * len(plans)
     for plan in plans:
         assert plan.soc[plan.departure_slot] >= 0.80 - 1e-6  # departure promise kept
         assert plan.shortfall_kwh == pytest.approx(0, abs=1e-6)
@@ -171,7 +173,9 @@ def test_an_export_request_is_met_without_crossing_the_v2g_floor(v2g_program):
         events.advance_events()
     plans = [ChargingPlan.objects.get(vehicle=car) for car in cars]
     for slot in range(8):
-        assert -sum(_window_kw(plan, START, END)[slot] for plan in plans) >= 10.0 - 1e-6
+        assert -sum(_window_kw(plan, START, END)[slot] for plan in plans) >= (
+            10.0 - ROUNDING_KW * len(plans)
+        )
     for plan in plans:
         assert min(plan.soc) >= 0.40 - 1e-6  # the V2G floor (factory preference default)
         assert plan.soc[plan.departure_slot] >= 0.60 - 1e-6

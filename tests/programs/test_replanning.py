@@ -12,9 +12,15 @@ from django.utils import timezone
 
 from programs import services
 from programs.models import ChargingPlan
-from programs.tasks import pending_key
+from programs.tasks import (
+    PLUGGED_IN_QUEUED,
+    pending_key,
+    replan_plugged_in,
+    request_plugged_in_replan,
+)
 from tests.factories import UserFactory, VehicleFactory
 from vehicles import services as vehicle_services
+from vehicles.control.models import Command
 from vehicles.oem.base import VehicleState
 
 pytestmark = pytest.mark.django_db
@@ -90,20 +96,42 @@ def test_versions_increase_and_small_soc_moves_do_not_replan():
     assert services.replan_vehicle(vehicle_id=vehicle.pk, trigger="soc_changed").version == 3
 
 
-def test_plug_in_requests_a_replan_and_the_task_stores_it(
+def test_plug_ins_are_planned_together_without_the_debounce(
     django_capture_on_commit_callbacks, published
 ):
-    """Telemetry's plug-in signal → one replan queued (collapsed while pending) → the plan."""
-    vehicle = VehicleFactory()
+    """Telemetry's plug-in signals → one batch task queued at once (no countdown), however many
+    cars plug in before it runs → each car planned once and its first slot made a command."""
+    cars = [VehicleFactory() for _ in range(3)]
     with django_capture_on_commit_callbacks(execute=True):
-        _plug_in(vehicle, 40, at=timezone.now())
-    assert cache.get(pending_key(str(vehicle.pk))) == "plugged_in"
-    assert published == [("default", "programs.replan_vehicle", [str(vehicle.pk), "plugged_in"])]
-    from programs.tasks import replan_vehicle
+        for car in cars:
+            _plug_in(car, 40, at=timezone.now())
+    # The same readings' SoC news collapses into the plug-in batch (no per-car replan).
+    assert published == [("default", "programs.replan_plugged_in", ())]
+    assert cache.get(PLUGGED_IN_QUEUED) == 1
 
-    replan_vehicle.apply(args=[str(vehicle.pk), "plugged_in"])
-    assert ChargingPlan.objects.filter(vehicle=vehicle).count() == 1
-    assert cache.get(pending_key(str(vehicle.pk))) is None
+    with django_capture_on_commit_callbacks(execute=True):
+        assert replan_plugged_in.apply().get() == 3
+    assert sorted(ChargingPlan.objects.values_list("vehicle_id", "version", "trigger")) == sorted(
+        (car.pk, 1, "plugged_in") for car in cars
+    )
+    assert Command.objects.filter(vehicle__in=cars).count() == 3
+    assert cache.get(PLUGGED_IN_QUEUED) is None
+    assert cache.get(pending_key(str(cars[0].pk))) is None  # later SoC news may replan again
+    # The set was emptied: a second run (e.g. the next queued batch) plans nothing again.
+    assert replan_plugged_in.apply().get() == 0
+    assert ChargingPlan.objects.count() == 3
+
+
+def test_a_plug_in_during_a_batch_queues_the_next_batch(
+    django_capture_on_commit_callbacks, published
+):
+    first, second = VehicleFactory(), VehicleFactory()
+    request_plugged_in_replan(str(first.pk))
+    request_plugged_in_replan(str(first.pk))  # the same car twice: one entry, one task
+    assert len(published) == 1
+    cache.delete(PLUGGED_IN_QUEUED)  # what a starting batch task does
+    request_plugged_in_replan(str(second.pk))
+    assert [name for _, name, _ in published] == ["programs.replan_plugged_in"] * 2
 
 
 def test_preference_change_replans_on_the_control_queue(

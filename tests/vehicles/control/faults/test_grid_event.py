@@ -77,7 +77,8 @@ def test_an_event_reaches_the_cars_once_and_an_opt_out_within_30_s(fleet, proces
     plans = list(ChargingPlan.objects.filter(trigger="event"))
     assert len(plans) == len(fleet.vehicles)
     first = int((slot_of(event.starts_at) - plans[0].start) / timedelta(minutes=15))
-    assert sum(plan.power_kw[first] for plan in plans) <= CAP_KW + 1e-6
+    # The solver holds the cap exactly; stored plans are rounded to the watt (≤ 0.5 W a car).
+    assert sum(plan.power_kw[first] for plan in plans) <= CAP_KW + 0.0005 * len(plans)
     assert all(plan.shortfall_kwh < 1e-6 for plan in plans)  # every departure kept
 
     wait_for(
