@@ -6,6 +6,7 @@ from accounts.notifications import views as notification_views
 app_name = "accounts"
 urlpatterns = [
     path("", views.account, name="account"),
+    path("delete/", views.delete_account, name="account-delete"),
     path("notifications/", notification_views.notification_list, name="notification-list"),
     path(
         "notifications/read/",

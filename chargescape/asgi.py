@@ -18,6 +18,16 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from chargescape.routing import ocpp_websocket_urlpatterns, owner_websocket_urlpatterns  # noqa: E402
 
+# The OCPP process's own plain answer carries the headers Django's middleware gives every page.
+PLAIN_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
 
 async def ocpp_http(scope, receive, send):  # type: ignore[no-untyped-def]
     """The OCPP process answers only the health check over plain HTTP."""
@@ -28,7 +38,7 @@ async def ocpp_http(scope, receive, send):  # type: ignore[no-untyped-def]
         {
             "type": "http.response.start",
             "status": 404,
-            "headers": [(b"content-type", b"text/plain")],
+            "headers": PLAIN_HEADERS,
         }
     )
     await send({"type": "http.response.body", "body": b"OCPP endpoint: connect to /ocpp/<id>\n"})

@@ -10,7 +10,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import environ
-from django.utils.csp import CSP
+from django.utils.csp import CSP, build_policy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCAL_DIR = BASE_DIR / ".local"  # embedded servers, dev mail, beat schedule, screenshots
@@ -257,6 +257,17 @@ SECURE_CSP = {
     "base-uri": [CSP.SELF],
     "object-src": [CSP.NONE],
 }
+
+
+def _static_security_headers(headers, path, url):  # type: ignore[no-untyped-def]
+    """WhiteNoise answers /static/ before the CSP and X-Frame-Options middlewares run: the same
+    headers here (SECURE_CSP as finally configured, read when a file is first served)."""
+    headers["Content-Security-Policy"] = build_policy(SECURE_CSP)
+    headers["X-Frame-Options"] = X_FRAME_OPTIONS
+
+
+WHITENOISE_ADD_HEADERS_FUNCTION = _static_security_headers
+
 # Request size limits: a phone app never needs more; larger bodies are refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 500
@@ -270,11 +281,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON bounded in size (→ 413) and nesting depth (→ 400): chargescape.parsers
+    "DEFAULT_PARSER_CLASSES": ["chargescape.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "chargescape.api.exception_handler",
+    # Per-owner request limits on Redis counters (OWNER_API_RATE_LIMITS); 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["chargescape.throttling.OwnerRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChargeScape owner API",
@@ -298,11 +312,16 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BEAT_SCHEDULE_FILENAME = str(LOCAL_DIR / "celerybeat-schedule")
 
 # --- Logging --------------------------------------------------------------------------------------
+# Every handler redacts tokens, VINs, email addresses and precise coordinates (chargescape.logging),
+# whoever logged them: libraries print URLs and arguments we do not control.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "chargescape.logging.RedactingFilter"}},
     "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -432,6 +451,17 @@ OAUTH2_PROVIDER = {
 # django-oauth-toolkit's own application model; named because programs.ApiClient points at it and
 # its migrations refer to it through this (swappable) setting.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+# Owner REST API (/api/v1/, chargescape.throttling): requests per minute per signed-in owner,
+# reads and writes apart. Ten reads a second sustained is far beyond any phone; a script scraping
+# or hammering the API is cut off. Load benchmarks with few owners raise these through the env.
+OWNER_API_RATE_LIMITS = {
+    "read": env.int("OWNER_API_READ_PER_MINUTE", default=600),
+    "write": env.int("OWNER_API_WRITE_PER_MINUTE", default=120),
+}
+# Event opt-out posts per owner per minute (programs.views.opt_out). Generous on purpose: an
+# opt-out is a safety action and must never be refused on its first tries; this only stops a
+# client hammering the endpoint (each post locks the participation row).
+OPT_OUT_RATE_LIMIT_PER_MINUTE = env.int("OPT_OUT_RATE_LIMIT_PER_MINUTE", default=20)
 # Requests per minute per API client (Redis counters shared by every web process), and token
 # requests per minute per IP address.
 UTILITY_API_RATE_LIMITS = {

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from chargescape import views
 
@@ -11,6 +11,9 @@ api_v1 = [
     path("", include("vehicles.api_urls")),
     path("chargers/", include("vehicles.chargers.api_urls")),
 ]
+
+# allauth renders its rate-limit answers through this (a page with Retry-After).
+handler429 = views.too_many_requests
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,5 +30,5 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/utility/", include("programs.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", views.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -11,6 +11,8 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerView
 
 from vehicles import selectors as vehicle_selectors
 
@@ -114,3 +116,24 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 @require_GET
 def offline(request: HttpRequest) -> HttpResponse:
     return render(request, "offline.html")
+
+
+# Rate-limited pages (allauth's login, login-by-code, reset and MFA limits call this handler).
+RATE_LIMIT_RETRY_AFTER_S = 60
+
+
+def too_many_requests(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    response = render(request, "429.html", status=429)
+    response["Retry-After"] = str(RATE_LIMIT_RETRY_AFTER_S)
+    return response
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """API docs page with the site's Cross-Origin-Opener-Policy: drf-spectacular relaxes it to
+    unsafe-none for an OAuth pop-up our APIs (session, client credentials) never use."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().get(request, *args, **kwargs)
+        del response.headers["Cross-Origin-Opener-Policy"]  # SecurityMiddleware sets same-origin
+        return response

@@ -5,4 +5,7 @@ class ProgramsConfig(AppConfig):
     name = "programs"
 
     def ready(self) -> None:
-        from programs import receivers  # noqa: F401 — connects the vehicles signals
+        from programs import (  # noqa: F401 — connect their receivers
+            account_deletion,  # accounts.deletion.account_deleting
+            receivers,  # the vehicles signals
+        )

@@ -145,6 +145,8 @@ def ingest_webhook(*, body: bytes, signature: str) -> Payout | None:
     if not hmac.compare_digest(sign(body), signature or ""):
         raise ValueError("bad signature")
     message = json.loads(body)
+    if not isinstance(message, dict):
+        raise ValueError("unknown message")
     if message.get("type") not in WEBHOOK_TYPES or not isinstance(message.get("payout"), str):
         raise ValueError("unknown message")
     return apply_webhook(

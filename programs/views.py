@@ -3,6 +3,7 @@ plan (loaded into the vehicle page)."""
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from chargescape import ratelimit
 from programs import charts, enrollments, events, payouts, selectors
 from programs.forms import EnrollForm, OptOutForm
 from programs.models import Enrollment
@@ -103,6 +105,15 @@ def opt_out(request: HttpRequest, participation_id: int) -> HttpResponse:
     participation = selectors.get_owned_participation(
         owner=request.user, participation_id=participation_id
     )
+    # Per owner, after the ownership check (a foreign id stays a plain 404). Generous: the first
+    # tries of a safety action always go through; repeats are idempotent anyway.
+    if request.method == "POST" and not ratelimit.allow(
+        scope="opt-out",
+        ident=str(request.user.pk),
+        limit=settings.OPT_OUT_RATE_LIMIT_PER_MINUTE,
+        window_seconds=60,
+    ):
+        return ratelimit.too_many_requests(ratelimit.retry_after(60))
     budget = events.opt_out_budget(enrollment=participation.enrollment)
     form = OptOutForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

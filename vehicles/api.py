@@ -145,20 +145,41 @@ class PreferenceOutput(serializers.ModelSerializer):
 class PreferenceApi(APIView):
     @extend_schema_serializer(component_name="PreferenceInput")
     class InputSerializer(serializers.Serializer):
-        weekly_schedule = WeekdaySerializer(many=True, max_length=7)
-        override_departure_at = serializers.DateTimeField(required=False, allow_null=True)
+        # At least one day: the model refuses an empty schedule (ChargingPreference.full_clean).
+        weekly_schedule = WeekdaySerializer(many=True, max_length=7, allow_empty=False)
+        # PUT replaces the whole preference: a field left out is cleared (default None), as
+        # v2g_consent falls back to its default, so the stored row is exactly what was
+        # validated together — never a new ceiling below an older one-off or boost target.
+        override_departure_at = serializers.DateTimeField(allow_null=True, default=None)
         override_target_soc_pct = serializers.IntegerField(
-            min_value=0, max_value=100, required=False, allow_null=True
+            min_value=0, max_value=100, allow_null=True, default=None
         )
         min_soc_pct = serializers.IntegerField(min_value=0, max_value=100)
         max_soc_pct = serializers.IntegerField(min_value=1, max_value=100)
-        pause_until = serializers.DateTimeField(required=False, allow_null=True)
-        boost_until = serializers.DateTimeField(required=False, allow_null=True)
+        pause_until = serializers.DateTimeField(allow_null=True, default=None)
+        boost_until = serializers.DateTimeField(allow_null=True, default=None)
         boost_to_soc_pct = serializers.IntegerField(
-            min_value=0, max_value=100, required=False, allow_null=True
+            min_value=0, max_value=100, allow_null=True, default=None
         )
         v2g_consent = serializers.BooleanField(default=False)
         v2g_min_soc_pct = serializers.IntegerField(min_value=0, max_value=100, default=40)
+
+        # How far ahead owners may set times, as on the pages: a one-off departure within a
+        # year; a boost ends by itself within 12 h (vehicles.views.BOOST_MAX_HOURS); a pause
+        # lasts at most 30 days to the end of a day. Five minutes of slack for clients' clocks.
+        OVERRIDE_AHEAD = timedelta(days=366)
+        BOOST_AHEAD = timedelta(hours=12, minutes=5)
+        PAUSE_AHEAD = timedelta(days=31, minutes=5)
+
+        def validate_boost_until(self, value):  # type: ignore[no-untyped-def]
+            if value is not None and value > timezone.now() + self.BOOST_AHEAD:
+                raise serializers.ValidationError("A boost lasts 12 hours at most.")
+            return value
+
+        def validate_pause_until(self, value):  # type: ignore[no-untyped-def]
+            if value is not None and value > timezone.now() + self.PAUSE_AHEAD:
+                raise serializers.ValidationError("Pause for 30 days at most.")
+            return value
 
         def validate(self, data: dict) -> dict:
             days = [entry["weekday"] for entry in data["weekly_schedule"]]
@@ -180,6 +201,15 @@ class PreferenceApi(APIView):
             ):
                 errors.setdefault("override_target_soc_pct", []).append(
                     "Give both the one-off time and its charge."
+                )
+            override_at, now = data.get("override_departure_at"), timezone.now()
+            if override_at is not None and override_at <= now:
+                errors.setdefault("override_departure_at", []).append(
+                    "Choose a time in the future."
+                )
+            elif override_at is not None and override_at > now + self.OVERRIDE_AHEAD:
+                errors.setdefault("override_departure_at", []).append(
+                    "Choose a time within a year from now."
                 )
             if errors:
                 raise serializers.ValidationError(errors)

@@ -82,6 +82,10 @@ class PreferenceForm(forms.Form):
                     "departure": departure.strftime("%H:%M"),
                     "target_soc_pct": target,
                 }
+        if not schedule and not self.errors:
+            # The model refuses an empty schedule (ChargingPreference.full_clean): say so here
+            # instead of failing in the service.
+            self.add_error(None, "Set a departure time and target for at least one day.")
         override_at: datetime | None = data.get("override_departure_at")
         if (override_at is None) != (data.get("override_target_soc_pct") is None):
             self.add_error("override_target_soc_pct", "Give both the one-off time and its charge.")
@@ -95,7 +99,7 @@ class PreferenceForm(forms.Form):
 
     def preference_values(self) -> dict:
         data = self.cleaned_data
-        return {
+        values = {
             name: data[name]
             for name in (
                 "min_soc_pct",
@@ -107,6 +111,14 @@ class PreferenceForm(forms.Form):
                 "weekly_schedule",
             )
         }
+        # A running boost's target is not on this form: keep it within the new floor and
+        # ceiling (as the Charge now button does), so the stored preference stays consistent.
+        boost = self.instance.boost_to_soc_pct
+        if boost is not None:
+            values["boost_to_soc_pct"] = min(
+                max(boost, values["min_soc_pct"]), values["max_soc_pct"]
+            )
+        return values
 
 
 class PauseForm(forms.Form):

@@ -3,8 +3,6 @@ Account page's notification settings. Thin: validate, authorize, one service or 
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -15,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.notifications import push, selectors, services
 from accounts.notifications.forms import PreferenceForm
 from accounts.notifications.models import Notification
+from chargescape import parsers
 
 MAX_ENDPOINT = 1000
 
@@ -46,9 +45,11 @@ def notification_open(request: HttpRequest, notification_id: int) -> HttpRespons
 @login_required
 @require_POST
 def notification_read(request: HttpRequest, notification_id: int) -> HttpResponse:
-    services.mark_read(owner=request.user, notification_id=notification_id)
+    # Another owner's id is a 404 like a missing one (I6), not a silent redirect.
+    notification = get_object_or_404(Notification, pk=notification_id, owner=request.user)
+    services.mark_read(owner=request.user, notification_id=notification.pk)
     if request.htmx:
-        notification = get_object_or_404(Notification, pk=notification_id, owner=request.user)
+        notification.refresh_from_db()
         return render(request, "notifications/_item.html", {"notification": notification})
     return redirect("accounts:notification-list")
 
@@ -87,8 +88,8 @@ def push_key(request: HttpRequest) -> JsonResponse:
 
 def _json(request: HttpRequest) -> dict:
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
+        body = parsers.loads(request.body or b"{}")
+    except ValueError:  # also nesting beyond parsers.MAX_DEPTH and NaN/Infinity
         return {}
     return body if isinstance(body, dict) else {}
 

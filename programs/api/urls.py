@@ -2,8 +2,9 @@
 endpoints under v1/, the OAuth token endpoint, and its own OpenAPI schema and docs."""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from chargescape.views import SwaggerView
 from programs.api import auth, schema, views
 
 app_name = "utility-api"
@@ -30,5 +31,5 @@ urlpatterns = [
         SpectacularAPIView.as_view(custom_settings=schema.SETTINGS),
         name="schema",
     ),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="utility-api:schema"), name="docs"),
+    path("docs/", SwaggerView.as_view(url_name="utility-api:schema"), name="docs"),
 ]

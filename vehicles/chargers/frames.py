@@ -68,7 +68,7 @@ def check_frame(raw: str | bytes | None, version: str, handled: AbstractSet[str]
         return _framework_error(version, "-1", "OCPP-J frames are text frames.")
     try:
         message = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # a frame nested deeper than Python's stack
         return _framework_error(version, "-1", "The frame is not valid JSON.")
     if not isinstance(message, list) or len(message) < 2 or not isinstance(message[1], str):
         return _framework_error(version, "-1", "Expected [MessageTypeId, MessageId, …].")

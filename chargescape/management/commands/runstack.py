@@ -25,6 +25,14 @@ from programs.demo import OWNER_CARS
 
 logger = logging.getLogger(__name__)
 
+# Largest websocket message each server accepts; a bigger one is closed with 1009 as soon as its
+# header announces the length, before the payload is buffered (uvicorn's --ws-max-size, default
+# 16 MiB). Owner pages send only `{"notifications_after": <id>}`: 64 KiB is generous. OCPP frames
+# are larger (a charging profile with its periods, a NotifyReport page) but stay well under
+# 256 KiB; with the consumer's 64-frame inbox that bounds a charger's backlog at 16 MiB.
+WEB_WS_MAX_SIZE = 64 * 1024
+OCPP_WS_MAX_SIZE = 256 * 1024
+
 
 def simulators(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
     """The demo's external parties, speaking their real protocols on loopback."""
@@ -105,6 +113,8 @@ def processes(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
             "--port",
             str(web_port),
             "--no-server-header",
+            "--ws-max-size",
+            str(WEB_WS_MAX_SIZE),
         ],
         "ocpp": [
             python,
@@ -116,6 +126,8 @@ def processes(host: str, web_port: int, ocpp_port: int) -> dict[str, list[str]]:
             "--port",
             str(ocpp_port),
             "--no-server-header",
+            "--ws-max-size",
+            str(OCPP_WS_MAX_SIZE),
         ],
         "worker": [
             *celery,

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from asgiref.sync import sync_to_async
 
+from chargescape.management.commands.runstack import OCPP_WS_MAX_SIZE
 from vehicles.chargers import services
 from vehicles.chargers.hub import LOG_FLUSH_S
 from vehicles.chargers.models import Charger
@@ -31,7 +32,11 @@ def ocpp_url(django_db_setup, django_db_blocker):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        ocpp_application, lifespan="off", log_level="warning", ws="websockets-sansio"
+        ocpp_application,
+        lifespan="off",
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=OCPP_WS_MAX_SIZE,  # as `make run` serves it
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
