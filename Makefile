@@ -31,13 +31,14 @@ PYTHON ?= $(shell \
     done; \
   fi)
 
-.PHONY: help run test lint bench migrate shell clean python-check
+.PHONY: help run test lint bench audit migrate shell clean python-check
 
 help:
 	@echo "make run    - start the whole stack (embedded PostgreSQL/Valkey unless DATABASE_URL/REDIS_URL)"
 	@echo "make test   - lint, then the full test suite"
 	@echo "make lint   - ruff, import-linter, bandit, migrations check"
 	@echo "make bench  - benchmarks (bench/); BENCH_ARGS=--quick for a short run"
+	@echo "make audit  - pip-audit over requirements.lock (needs PyPI/OSV vulnerability data)"
 
 python-check:
 	@if [ -z "$(PYTHON)" ]; then \
@@ -76,6 +77,14 @@ bench: $(STAMP)
 	@status=0; for script in bench/*.py; do echo "== $$script"; \
 	  DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- $(VPY) $$script $(BENCH_ARGS) || status=1; \
 	done; exit $$status
+
+# Known-vulnerable dependencies (docs/security.md): pip-audit in a venv of its own, so the app's
+# lock stays free of it; --strict fails on any package it could not check, too.
+PIP_AUDIT_VERSION := 2.10.1
+audit: | python-check
+	@test -x .local/audit/bin/pip-audit || { $(PYTHON) -m venv .local/audit && \
+	  .local/audit/bin/pip install --quiet "pip-audit==$(PIP_AUDIT_VERSION)"; }
+	.local/audit/bin/pip-audit --strict --disable-pip --require-hashes -r requirements.lock
 
 migrate: $(STAMP)
 	DJANGO_DEBUG=1 $(VPY) -m chargescape.embedded -- $(VPY) manage.py migrate

@@ -250,11 +250,6 @@ ROUTES: dict[str, Bears | Lists | NoObject] = {
     "admin:programs_settlement_monthly": Lists("admin", positive=False),
     "admin:programs_settlement_monthly_csv": Lists("admin", positive=False),
 }
-# Entries whose route may be absent without being stale: account deletion is on its way (issue
-# #11, privacy part); view_on_site is on its way out (see test_view_on_site_is_no_oracle).
-PENDING = {"accounts:account-delete", "admin:view_on_site"}
-
-
 @dataclass(frozen=True)
 class AdminScope:
     """How an admin model is scoped. scope "utility": rows of the manager's utilities only
@@ -384,7 +379,7 @@ def test_every_route_has_an_entry():
 def test_no_entry_is_stale():
     """Every entry names a route that exists (entries of routes still on their way excepted)."""
     keys = {r.key for r in all_routes()}
-    assert sorted(set(ROUTES) - keys - PENDING) == []
+    assert sorted(set(ROUTES) - keys) == []
 
 
 SAMPLE = {"int": "1", "slug": "x", "str": "x", "path": "x", "uuid": str(uuid.UUID(int=1))}
