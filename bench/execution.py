@@ -43,7 +43,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,19 +76,6 @@ def summary(values: list[float]) -> str:
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
-
-
-def database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    host = db["HOST"] or ""
-    if host.startswith("/"):
-        return f"postgres://{user}{password}@/{quote(f'{host}/{db["NAME"]}', safe='')}"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{user}{password}@{host or '127.0.0.1'}{port}/{db['NAME']}"
 
 
 class World:
@@ -215,6 +201,7 @@ class World:
         return vehicles
 
     def start_worker(self, concurrency: int) -> None:
+        from tests.database import database_url
         from tests.vehicles.control.faults.processes import Worker
 
         env = dict(os.environ)

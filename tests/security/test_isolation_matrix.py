@@ -250,6 +250,8 @@ ROUTES: dict[str, Bears | Lists | NoObject] = {
     "admin:programs_settlement_monthly": Lists("admin", positive=False),
     "admin:programs_settlement_monthly_csv": Lists("admin", positive=False),
 }
+
+
 @dataclass(frozen=True)
 class AdminScope:
     """How an admin model is scoped. scope "utility": rows of the manager's utilities only

@@ -21,12 +21,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import websockets
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
@@ -37,6 +35,7 @@ from chargescape.management.commands.runstack import (
     WEB_WS_MAX_SIZE,
     processes,
 )
+from tests.database import database_url
 from tests.factories import UserFactory
 from vehicles.chargers import services as charger_services
 
@@ -49,18 +48,6 @@ FRAMES = 20
 MAX_PEAK_GROWTH = 16 * 1024 * 1024
 MESSAGE_TOO_BIG = 1009
 ROOT = Path(settings.BASE_DIR)
-
-
-def database_url() -> str:
-    """The test database as a DATABASE_URL for the server subprocess."""
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    host = db["HOST"] or ""
-    if host.startswith("/"):  # a socket directory (the embedded PostgreSQL)
-        return f"postgres://{user}{password}@/{quote(f'{host}/{db["NAME"]}', safe='')}"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{user}{password}@{host or '127.0.0.1'}{port}/{db['NAME']}"
 
 
 def free_port() -> int:

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -26,6 +25,7 @@ from django.db import connection
 from django.utils import timezone
 
 from chargescape.celery import app as celery_app
+from tests.database import database_url
 from tests.factories import UserFactory
 from tests.vehicles.conftest import simulated_cloud
 from tests.vehicles.control.faults.processes import (
@@ -56,18 +56,6 @@ FAST_TIMINGS = {
     "CONTROL_STALL_AFTER_SECONDS": "6",  # production 120 s
     "CONTROL_OEM_TIMEOUT_SECONDS": "5",  # production 20 s
 }
-
-
-def database_url() -> str:
-    """The test database (test_cs_b, test_cs_b_gw0, …) as a DATABASE_URL for a subprocess."""
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    host = db["HOST"] or ""
-    if host.startswith("/"):  # a socket directory (the embedded PostgreSQL)
-        return f"postgres://{user}{password}@/{quote(f'{host}/{db["NAME"]}', safe='')}"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{user}{password}@{host or '127.0.0.1'}{port}/{db['NAME']}"
 
 
 def fresh_broker(server: RedisServer) -> None:
