@@ -103,6 +103,18 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 # Re-check pooled connections before use, so a restarted database does not surface as a 500.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# ASGI processes (web, ocpp) run each request in its own context, so persistent connections pile
+# up, one per concurrent request (bench/load.py: 417 of 941 requests answered 500 "too many
+# clients" at 50/s). There a bounded psycopg pool per process is used instead: `make run` sets
+# DJANGO_DB_POOL_MAX=8 for them; workers and management commands keep CONN_MAX_AGE.
+DB_POOL_MAX = env.int("DJANGO_DB_POOL_MAX", default=0)
+if DB_POOL_MAX:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": DB_POOL_MAX,
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # redis://host:6379/0 — Celery broker, Channels layer, cache and rate limits share one server.
@@ -122,8 +134,13 @@ CHANNEL_LAYERS = {
         # redis-py's default 5 s read timeout equals channels_redis's 5 s blocking pop: under load
         # a consumer's read times out and its charger is dropped. Give reads room.
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # redis-py 8's asyncio pool refuses the 101st concurrent command by default: 500
+            # sockets opening or closing at once failed their group_add / group_discard.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}],
             "prefix": "cs:channels:",
+            # Pending messages per process key (all of a process's sockets share one), not per
+            # socket: at the default 100, bursts of live updates were dropped (bench/load.py L3).
+            "capacity": 5000,
         },
     }
 }

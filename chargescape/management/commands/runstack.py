@@ -7,6 +7,7 @@ every child; chargescape.embedded then stops the embedded servers it started.
 """
 
 import logging
+import os
 import shlex
 import socket
 import sys
@@ -239,7 +240,10 @@ class Command(BaseCommand):
         if settings.RUN_SIMULATORS:
             commands |= simulators(host, web_port, ocpp_port)
         for name, command in commands.items():
-            manager.add_process(name, shlex.join(command), cwd=str(settings.BASE_DIR))
+            # honcho's env replaces the environment, so the ASGI servers get all of it plus a
+            # bounded connection pool (settings.DB_POOL_MAX).
+            env = {**os.environ, "DJANGO_DB_POOL_MAX": "8"} if name in ("web", "ocpp") else None
+            manager.add_process(name, shlex.join(command), cwd=str(settings.BASE_DIR), env=env)
         manager.loop()
         # Ctrl-C (130) or SIGTERM (143) is a requested stop, not a failure.
         sys.exit(0 if manager.returncode in (None, 130, 143) else manager.returncode)
