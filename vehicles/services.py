@@ -328,6 +328,15 @@ def poll_vehicle(*, vehicle_id: Any) -> VehicleReading | None:
                 access_token=token, vehicle_id=vehicle.provider_vehicle_id
             ),
         )
+    except LinkRevokedError:
+        # No active grant (none at all, or one needing sign-in): only the owner can fix that, so
+        # the car leaves the rotation instead of failing every few minutes; each failed task costs
+        # a logged traceback and ~70 KiB of Celery exception info freed only by a full GC.
+        Vehicle.objects.filter(pk=vehicle.pk, link_state=Vehicle.LinkState.LINKED).update(
+            link_state=Vehicle.LinkState.NEEDS_REAUTH
+        )
+        logger.info("poll: vehicle %s has no active link; needs sign-in again", vehicle.pk)
+        return None
     except TransientOemError as error:
         wait = error.retry_after_seconds or settings.TELEMETRY_POLL_PLUGGED_SECONDS
         Vehicle.objects.filter(pk=vehicle.pk).update(
