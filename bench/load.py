@@ -143,64 +143,29 @@ class Stack:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def commands(self) -> dict[str, list[str]]:
-        python = sys.executable
-        uvicorn = [python, "-m", "uvicorn", "--factory", "--app-dir", str(ROOT)]
-        common = ["--host", "127.0.0.1", "--no-server-header", "--no-access-log"]
-        celery = [python, "-m", "celery", "-A", "chargescape"]
-        return {
-            "web": [
-                *uvicorn,
-                "bench.load:web_app",
-                *common,
-                "--port",
-                str(WEB_PORT),
-                "--workers",
-                str(self.web_workers),
-                "--log-level",
-                "warning",
-            ],
-            "ocpp": [
-                *uvicorn,
-                "bench.load:ocpp_app",
-                *common,
-                "--port",
-                str(OCPP_PORT),
-                "--log-level",
-                "warning",
-            ],
-            "worker": [
-                *celery,
-                "worker",
-                "-Q",
-                "commands,default,bulk",
-                "-c",
-                "2",
-                "-n",
-                "load-worker@%h",
-                "--loglevel",
-                "WARNING",
-            ],
-            "control": [
-                *celery,
-                "worker",
-                "-Q",
-                "control",
-                "-c",
-                "1",
-                "-n",
-                "load-control@%h",
-                "--loglevel",
-                "WARNING",
-            ],
-            "beat": [
-                *celery,
-                "beat",
-                "-s",
-                str(self.directory / "beat-schedule"),
-                "--loglevel",
-                "WARNING",
-            ],
-        }
+        """`make run`'s command lines (runstack.processes), adapted for load: the ASGI apps through
+        this module's factories (DEBUG off), `--web-workers` web processes, no access log,
+        warnings only, worker names and a beat schedule of the bench's own."""
+        from chargescape.management.commands.runstack import processes
+
+        commands = processes("127.0.0.1", WEB_PORT, OCPP_PORT)
+        factories = {"web": "bench.load:web_app", "ocpp": "bench.load:ocpp_app"}
+        for name, factory in factories.items():
+            line = commands[name]
+            app = next(arg for arg in line if arg.startswith("chargescape.asgi:"))
+            line[line.index(app)] = factory
+            at = line.index("uvicorn") + 1
+            line[at:at] = ["--factory", "--app-dir", str(ROOT)]
+            line += ["--no-access-log", "--log-level", "warning"]
+        commands["web"] += ["--workers", str(self.web_workers)]
+        for name in ("worker", "control", "beat"):
+            line = commands[name]
+            line[line.index("--loglevel") + 1] = "WARNING"
+            if "-n" in line:
+                line[line.index("-n") + 1] = f"load-{line[line.index('-n') + 1]}"
+            if "-s" in line:
+                line[line.index("-s") + 1] = str(self.directory / "beat-schedule")
+        return commands
 
     def start(self) -> None:
         from tests.database import database_url
