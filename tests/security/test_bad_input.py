@@ -72,6 +72,18 @@ def put_preferences(client: Client, vehicle: Vehicle, body: bytes | str, **extra
     )
 
 
+def event_body(program, **fields: Any) -> dict[str, Any]:
+    """A valid utility API event for `program` (an import cap in two hours), plus `fields`."""
+    start = timezone.now() + timedelta(hours=2)
+    return {
+        "program": program.code,
+        "kind": "import_cap",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=1)).isoformat(),
+        "target_kw": 5,
+    } | fields
+
+
 def error_message(response) -> str:
     body = response.json()["error"]
     return body["message"] + json.dumps(body.get("fields", {}))
@@ -93,15 +105,7 @@ def test_oversized_json_to_the_owner_api_is_413_and_changes_nothing(owner_client
 
 def test_oversized_json_to_the_utility_api_is_413_and_creates_no_event(caller):
     client, program = caller
-    start = timezone.now() + timedelta(hours=2)
-    body = {
-        "program": program.code,
-        "kind": "import_cap",
-        "starts_at": start.isoformat(),
-        "ends_at": (start + timedelta(hours=1)).isoformat(),
-        "target_kw": 5,
-        "external_id": "x" * (LIMIT + 10),
-    }
+    body = event_body(program, external_id="x" * (LIMIT + 10))
     response = client.post("/events", body)
     assert response.status_code == 413, response.content[:300]
     assert response.json()["error"]["message"]
@@ -209,14 +213,7 @@ def test_nan_and_infinity_are_not_json(owner_client, vehicle, caller, constant):
     assert preference_row(vehicle) == before
 
     client, program = caller
-    start = timezone.now() + timedelta(hours=2)
-    event = {
-        "program": program.code,
-        "kind": "import_cap",
-        "starts_at": start.isoformat(),
-        "ends_at": (start + timedelta(hours=1)).isoformat(),
-        "target_kw": 1,
-    }
+    event = event_body(program, target_kw=1)
     raw = json.dumps(event).replace('"target_kw": 1', f'"target_kw": {constant}')
     response = client.http.post(
         "/api/utility/v1/events", raw, content_type="application/json", **client.headers
@@ -345,15 +342,10 @@ def test_charger_claim_ignores_owner_and_device_fields(owner_client, owner):
 
 def test_utility_event_ignores_status_and_bookkeeping_fields(caller):
     client, program = caller
-    start = timezone.now() + timedelta(hours=2)
     response = client.post(
         "/events",
         {
-            "program": program.code,
-            "kind": "import_cap",
-            "starts_at": start.isoformat(),
-            "ends_at": (start + timedelta(hours=1)).isoformat(),
-            "target_kw": 5,
+            **event_body(program),
             "dispatch": False,
             "id": 777_777,
             "status": "completed",
@@ -463,15 +455,7 @@ def test_a_departure_in_the_far_past_is_refused_by_the_api_as_by_the_form(owner_
 )
 def test_utility_event_values_out_of_range_are_400_and_create_nothing(caller, changes, field):
     client, program = caller
-    start = timezone.now() + timedelta(hours=2)
-    body = {
-        "program": program.code,
-        "kind": "import_cap",
-        "starts_at": start.isoformat(),
-        "ends_at": (start + timedelta(hours=1)).isoformat(),
-        "target_kw": 5,
-        "dispatch": False,
-    } | changes
+    body = event_body(program, dispatch=False) | changes
     response = client.post("/events", body)
     assert response.status_code == 400, response.content[:300]
     assert field in response.json()["error"]["fields"]

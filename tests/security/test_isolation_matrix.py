@@ -445,29 +445,25 @@ def owns(actor: Actor, family: str, side: Side) -> bool:
 # --- Objects and URLs -----------------------------------------------------------------------------
 
 
+# Object kind → (its URL kwarg, that kwarg for a side's object, a value no object has).
+OBJECT_KWARGS: dict[str, tuple[str, Callable[[Side], Any], Callable[[], Any]]] = {
+    "vehicle": ("vehicle_id", lambda side: side.vehicle.pk, uuid.uuid4),
+    "charger": ("charger_id", lambda side: side.charger.pk, lambda: MISSING_INT),
+    "enrollment": ("enrollment_id", lambda side: side.enrollment.pk, lambda: MISSING_INT),
+    "participation": ("participation_id", lambda side: side.participation.pk, lambda: MISSING_INT),
+    "notification": ("notification_id", lambda side: side.notification.pk, lambda: MISSING_INT),
+    "program": ("code", lambda side: side.program.code, lambda: "no-such-program"),
+    "event": ("event_id", lambda side: side.event.pk, lambda: MISSING_INT),
+    "draft_event": ("event_id", lambda side: side.draft_event.pk, lambda: MISSING_INT),
+    "authenticator": ("pk", lambda side: side.webauthn.pk, lambda: MISSING_INT),
+    "owner": ("id", lambda side: side.owner.pk, lambda: MISSING_INT),
+}
+
+
 def object_kwargs(kind: str, side: Side | None) -> dict:
     """URL kwargs naming `side`'s object of `kind`, or (side None) one that does not exist."""
-    if kind == "vehicle":
-        return {"vehicle_id": side.vehicle.pk if side else uuid.uuid4()}
-    if kind == "charger":
-        return {"charger_id": side.charger.pk if side else MISSING_INT}
-    if kind == "enrollment":
-        return {"enrollment_id": side.enrollment.pk if side else MISSING_INT}
-    if kind == "participation":
-        return {"participation_id": side.participation.pk if side else MISSING_INT}
-    if kind == "notification":
-        return {"notification_id": side.notification.pk if side else MISSING_INT}
-    if kind == "program":
-        return {"code": side.program.code if side else "no-such-program"}
-    if kind == "event":
-        return {"event_id": side.event.pk if side else MISSING_INT}
-    if kind == "draft_event":
-        return {"event_id": side.draft_event.pk if side else MISSING_INT}
-    if kind == "authenticator":
-        return {"pk": side.webauthn.pk if side else MISSING_INT}
-    if kind == "owner":
-        return {"id": side.owner.pk if side else MISSING_INT}
-    raise AssertionError(f"unknown kind {kind}")
+    name, of_side, missing = OBJECT_KWARGS[kind]
+    return {name: of_side(side) if side else missing()}
 
 
 @dataclass
