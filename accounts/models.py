@@ -1,5 +1,6 @@
 """Users of ChargeScape: EV owners and utility program managers, identified by email."""
 
+import functools
 import zoneinfo
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
@@ -7,7 +8,10 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 
+@functools.cache
 def time_zone_choices() -> list[tuple[str, str]]:
+    # available_timezones() walks the tz database on disk (~25 ms): read it once a process, not
+    # once for every form or serializer that shows the field. Django copies callable choices.
     return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
 
 

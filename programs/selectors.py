@@ -214,14 +214,24 @@ def get_owned_participation(*, owner: User, participation_id: int) -> EventParti
 def event_notices_for(*, owner: User, now: datetime | None = None) -> list[EventParticipation]:
     """The owner's cars' upcoming and running events (the banner), soonest first."""
     now = now or timezone.now()
-    return list(
+    # Every owner page asks, and most owners have no event most of the time: find the ids with a
+    # three-table query first. The seven-table join (planning alone ~2 ms in PostgreSQL) only
+    # runs for the few that have one.
+    current = list(
         EventParticipation.objects.filter(
             vehicle__owner=owner,
             event__status__in=[GridEvent.Status.SCHEDULED, GridEvent.Status.ACTIVE],
             event__ends_at__gt=now,
         )
+        .order_by("event__starts_at")
+        .values_list("pk", flat=True)[:5]
+    )
+    if not current:
+        return []
+    return list(
+        EventParticipation.objects.filter(pk__in=current)
         .select_related("event__program__utility", "vehicle", "enrollment__terms")
-        .order_by("event__starts_at")[:5]
+        .order_by("event__starts_at")
     )
 
 

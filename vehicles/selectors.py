@@ -173,6 +173,13 @@ class PlanOutlook:
         )
 
 
+# What _outlook reads of a plan: not its reasons or prices (two more arrays a slot) nor its text.
+OUTLOOK_FIELDS = (
+    "vehicle_id", "version", "start", "slot_minutes", "power_kw", "soc", "departure_at",
+    "departure_slot", "target_soc_pct", "shortfall_kwh",
+)  # fmt: skip
+
+
 def _outlook(plan: Any, *, battery_kwh: float) -> PlanOutlook:
     expected = None
     if plan.departure_slot is not None and plan.departure_slot < len(plan.soc):
@@ -200,6 +207,7 @@ def plan_outlooks_for(*, vehicles: list[Vehicle], now: datetime) -> dict[Any, Pl
         return {}
     newest = (
         plans.filter(vehicle_id__in=list(plugged), start__gte=now - PLAN_LOOKBACK)
+        .only(*OUTLOOK_FIELDS)
         .order_by("vehicle_id", "-version")
         .distinct("vehicle_id")
     )

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Count, Max, Q
+
 from accounts.notifications import live
 from accounts.notifications.models import Notification, NotificationPreference
 
 REPLAY_LIMIT = 50  # a page offline for days gets the newest fifty; the centre has the rest
 
 
-def unread_count(*, owner: Any) -> int:
-    return Notification.objects.filter(owner=owner, read_at=None).count()
-
-
-def latest_id(*, owner: Any) -> int:
-    return (
-        Notification.objects.filter(owner=owner)
-        .order_by("-pk")
-        .values_list("pk", flat=True)
-        .first()
-        or 0
+def bell_state(*, owner: Any) -> tuple[int, int]:
+    """(unread count, newest id or 0) for the bell, in one query: it is on every page."""
+    state = Notification.objects.filter(owner=owner).aggregate(
+        unread=Count("pk", filter=Q(read_at=None)), latest=Max("pk")
     )
+    return state["unread"], state["latest"] or 0
 
 
 def list_for_owner(*, owner: Any, limit: int = 100) -> list[Notification]:

@@ -9,8 +9,5 @@ register = template.Library()
 
 @register.inclusion_tag("notifications/_bell.html", takes_context=True)
 def notification_bell(context: template.Context) -> dict[str, object]:
-    user = context["request"].user
-    return {
-        "unread": selectors.unread_count(owner=user),
-        "latest_id": selectors.latest_id(owner=user),
-    }
+    unread, latest_id = selectors.bell_state(owner=context["request"].user)
+    return {"unread": unread, "latest_id": latest_id}

@@ -148,7 +148,21 @@ def test_the_centre_lists_the_owners_notifications_and_marks_them_read(owner_cli
     response = owner_client.get(reverse("accounts:notification-open", args=[mine.pk]))
     assert response.status_code == 302
     assert response["Location"] == mine.url
-    assert selectors.unread_count(owner=owner) == 0
+    assert selectors.bell_state(owner=owner)[0] == 0
+
+
+def test_the_bell_counts_only_the_owners_unread_and_carries_their_newest_id(owner_client, owner):
+    other = UserFactory()
+    assert selectors.bell_state(owner=owner) == (0, 0)
+    first = services.notify(owner=owner, kind="charging_complete", context={"vehicle": "Leaf"})
+    newest = services.notify(owner=owner, kind="charging_complete", context={"vehicle": "Ioniq"})
+    services.notify(owner=other, kind="charging_complete", context={"vehicle": "Bolt"})
+    owner_client.post(reverse("accounts:notification-read", args=[first.pk]))
+
+    assert selectors.bell_state(owner=owner) == (1, newest.pk)
+    page = owner_client.get(reverse("home")).content.decode()
+    assert f'data-last-id="{newest.pk}"' in page
+    assert 'aria-label="Notifications, 1 unread"' in page
 
 
 def test_mark_read_by_htmx_returns_the_item_and_mark_all_read_clears_the_bell(owner_client, owner):
@@ -159,9 +173,9 @@ def test_mark_read_by_htmx_returns_the_item_and_mark_all_read_clears_the_bell(ow
     )
     assert f'id="notification-{first.pk}"' in response.content.decode()
     assert "Mark read" not in response.content.decode()
-    assert selectors.unread_count(owner=owner) == 1
+    assert selectors.bell_state(owner=owner)[0] == 1
     owner_client.post(reverse("accounts:notification-read-all"))
-    assert selectors.unread_count(owner=owner) == 0
+    assert selectors.bell_state(owner=owner)[0] == 0
 
 
 def test_account_page_saves_per_kind_and_channel_preferences_and_quiet_hours(owner_client, owner):
