@@ -6,9 +6,11 @@ fleet planning and settlement batches. Tasks declare their queue through CELERY_
 `.apply_async(queue=…)`.
 """
 
+import gc
 import os
 
 from celery import Celery
+from celery.signals import task_failure, task_retry, worker_process_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargescape.settings")
@@ -70,3 +72,20 @@ app.conf.update(
 )
 app.autodiscover_tasks()
 app.autodiscover_tasks(["programs.api", "programs.openadr"])  # their tasks.py beside their code
+
+
+@worker_process_init.connect
+def freeze_startup_objects(**kwargs: object) -> None:
+    """Django, the task modules and the SDKs are loaded when a pool process starts: move them
+    out of the collector's sight, so the collections below only walk what tasks made."""
+    gc.freeze()
+
+
+@task_failure.connect
+@task_retry.connect
+def collect_exception_cycles(**kwargs: object) -> None:
+    """A failed or retried task leaves a reference cycle (its ExceptionInfo → traceback → the
+    tracer's frame → the ExceptionInfo, celery#8882) that holds the task's locals until a full
+    collection, which a busy worker rarely reaches: its memory grows with every transient OEM
+    error. Collect at once (~0.1 ms with the startup objects frozen; failures are rare)."""
+    gc.collect()
