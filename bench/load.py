@@ -30,7 +30,8 @@ L3 500 owner websockets (/ws/live/, session cookie, Origin checked) + 200 simula
 booting, plugging in, heartbeating every 30 s and sending MeterValues every 10 s). Every 10 s each
 owner's group gets a numbered `vehicle.update` through the channel layer (as
 vehicles.services.publish_vehicle_update sends it); the chargers' MeterValues add the stack's own
-updates (none today: nothing turns a charger's MeterValues into an owner update). Target: zero
+updates (vehicles.receivers: a paired charger's MeterValues during a session become a
+`vehicle.update` for its owner; counted apart from the numbered ones). Target: zero
 unexpected disconnects (owner or charger), zero failed handshakes, every numbered update
 delivered.
 L4 soak: L3's sockets and chargers + the L1 mix at 20 requests/s + the beat and workers, RSS of

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.notifications import services as notifications
 from vehicles import signals
+from vehicles.control.diagnosis import IDLE_KW
 from vehicles.models import (
     ChargingPreference,
     Vehicle,
@@ -286,8 +287,48 @@ def publish_vehicle_update(*, vehicle: Vehicle, reading: VehicleReading) -> None
         "range_km": reading.range_km,
         "recorded_at": reading.recorded_at.isoformat(),
     }
+    _send_live(owner_id=vehicle.owner_id, message=message)
+
+
+def publish_charger_reading(*, charger: Any, reading: Any) -> None:
+    """Push a managed charger's meter reading to the owner's open pages as news of the car that
+    usually plugs in there: charging or sending energy back, at what power, and the SoC when the
+    charger reports it (OCPP 2.x often does, 1.6 rarely). Live view only: nothing is stored as a
+    car reading, and a charger whose car belongs to someone else tells no one."""
+    vehicle_id = charger.usual_vehicle_id
+    if vehicle_id is None or charger.owner_id is None:
+        return
+    mine = Vehicle.objects.filter(pk=vehicle_id, owner_id=charger.owner_id).exclude(
+        link_state=Vehicle.LinkState.UNLINKED
+    )
+    if not mine.exists():
+        return
+    power = None if reading.power_kw is None else float(reading.power_kw)
+    if power is None:
+        state = None  # the page keeps what it shows
+    elif power > IDLE_KW:
+        state = VehicleReading.ChargingState.CHARGING.value
+    elif power < -IDLE_KW:
+        state = VehicleReading.ChargingState.DISCHARGING.value
+    else:
+        state = VehicleReading.ChargingState.NOT_CHARGING.value
+    message = {
+        "type": "vehicle.update",
+        "vehicle": str(vehicle_id),
+        "source": "charger",
+        "soc_pct": None if reading.soc_pct is None else float(reading.soc_pct),
+        "plugged_in": True,
+        "charging_state": state,
+        "power_kw": power,
+        "range_km": None,
+        "recorded_at": reading.sampled_at.isoformat(),
+    }
+    _send_live(owner_id=charger.owner_id, message=message)
+
+
+def _send_live(*, owner_id: int, message: dict[str, Any]) -> None:
     try:
-        async_to_sync(get_channel_layer().group_send)(owner_group(vehicle.owner_id), message)
+        async_to_sync(get_channel_layer().group_send)(owner_group(owner_id), message)
     except Exception as error:  # a Redis hiccup must not fail the ingest
         logger.warning("live update not sent: %s", type(error).__name__)
 

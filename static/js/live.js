@@ -14,8 +14,11 @@
   let delay = 1000;
 
   function statusText(update) {
-    if (update.charging_state === "CHARGING") return "Charging";
-    if (update.charging_state === "DISCHARGING") return "Sending energy to the grid";
+    // A managed charger's readings carry the power (update.power_kw, negative when sending).
+    const power = typeof update.power_kw === "number" && Math.abs(update.power_kw) >= 0.1
+      ? " · " + Math.abs(update.power_kw).toFixed(1) + " kW" : "";
+    if (update.charging_state === "CHARGING") return "Charging" + power;
+    if (update.charging_state === "DISCHARGING") return "Sending energy to the grid" + power;
     return update.plugged_in ? "Plugged in" : "Not plugged in";
   }
 

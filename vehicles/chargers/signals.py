@@ -1,8 +1,9 @@
 """What the charger side tells the rest of the platform (DESIGN.md §3: signals, never imports).
 
 Sent by vehicles.chargers.services after the transaction commits, with the charger as `sender`'s
-instance argument. Planning subscribes to replan a vehicle on plug-in, unplug, new readings and
-2.1 charging needs; nothing here knows who listens.
+instance argument; nothing here knows who listens. Today vehicles.receivers turns meter values
+into live news of the paired car on the owner's pages. Planning still replans from the car's own
+telemetry (plug-in, unplug, SoC); session and 2.1 charging-needs signals have no listener yet.
 """
 
 from django.dispatch import Signal
