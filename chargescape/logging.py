@@ -66,11 +66,14 @@ _COORD_PAIR = re.compile(rf"(?<![\d.])(?P<lat>{_DEGREES})\s*[,;/ ]\s*(?P<lon>{_D
 
 
 def _is_random_token(text: str) -> bool:
-    return (
-        any(c.isupper() for c in text)
-        and any(c.islower() for c in text)
-        and any(c.isdigit() for c in text)
-    )
+    upper, lower = sum(c.isupper() for c in text), sum(c.islower() for c in text)
+    if not upper or not lower:
+        return False
+    if any(c.isdigit() for c in text):
+        return True
+    # Letters only: about 1 in 200 of oauthlib's 30-character tokens has no digit. Random case
+    # puts many capitals among many small letters; a CamelCase name has a capital a word.
+    return min(upper, lower) >= len(text) // 4
 
 
 def _is_coordinate_pair(lat: str, lon: str) -> bool:

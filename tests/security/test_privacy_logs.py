@@ -41,6 +41,7 @@ def kinds(text: str) -> list[str]:
         "fQ.sig, k=BP",
         f"webhook secret whsec_{secrets.token_urlsafe(32)}",
         "GET https://connect.example/callback?code=AbCdEf123456&state=x",
+        "issued xxwbGAxHdHyAAWmCtXXRimLVeudJhZ",  # an oauthlib token without a digit (~1 in 200)
     ],
     # Fixed ids: the random tokens must not make xdist workers collect different test names.
     ids=[
@@ -54,6 +55,7 @@ def kinds(text: str) -> list[str]:
         "vapid-jwt",
         "webhook-secret",
         "oauth-code",
+        "letters-only-token",
     ],
 )
 def test_scanner_finds_tokens(text):
@@ -95,6 +97,8 @@ def test_scanner_finds_personal_data(text, kind):
         "12345678901234567 is a number",  # 17 digits, no letter
         "deleted-42@invalid",  # the pseudonym of a deleted account is no address
         "[redacted:token] [redacted:email]",
+        "ocpp.v201.call.TransactionEventRequestPayload",  # CamelCase names are not tokens
+        "ChargingStationMaxProfileNotSupportedError raised",
     ],
 )
 def test_scanner_leaves_harmless_lines_alone(text):
