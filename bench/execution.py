@@ -2,6 +2,7 @@
 
     python bench/execution.py            # B5 10,000 devices, B6 50 plug-ins/s for 10 minutes
     python bench/execution.py --quick    # B5 200 devices, B6 50 plug-ins/s for 60 s
+    python bench/execution.py --profile 200   # B6's path per car, in one process, no worker
 
 Real processes on loopback: a `celery -A chargescape worker` (queues control, commands, default,
 bulk) on a Redis broker of its own (tests/vehicles/control/faults/processes.py), a throw-away
@@ -21,11 +22,15 @@ While the batched event fans out, owners opt out one after another (I4): tap →
 command acknowledged, target p99 ≤ 30 s.
 
 B6 — plug-ins at a steady 50/s (a reading with plugged_in True, as telemetry stores it; the
-signal replans the car on the worker, the plan's first slot becomes a command and is sent):
-plug-in → first command acknowledged, and stored plan → acknowledged. Target p99 ≤ 1 s.
-Baseline in the same run: 10 plug-ins one per second on an otherwise idle worker. Note:
-programs/receivers.py debounces telemetry replans by REPLAN_DEBOUNCE_SECONDS (2 s), so plug-in →
-setpoint cannot be under 2 s by design; the plan → setpoint part is reported separately.
+signal adds the car to the next `programs.replan_plugged_in` batch, which plans the batch's cars
+together, writes their first slots as commands in bulk and publishes them as
+`control.send_commands` batches): plug-in → first command acknowledged, and stored plan →
+acknowledged, split into plug-in → plan stored → first command written → acknowledged. Target
+p99 ≤ 1 s. Baseline in the same run: 10 plug-ins one per second on an otherwise idle worker.
+
+--profile CARS — B6's path for CARS cars in this process, one phase after the other (no worker):
+milliseconds and SQL statements per car of storing the reading, planning, writing the commands
+and sending them (the simulated cloud answers in this process too).
 
 Without DATABASE_URL / REDIS_URL the script re-runs itself under chargescape.embedded.
 """
@@ -224,11 +229,19 @@ class World:
         ).start(timeout_s=120)
 
     def flush_broker(self) -> None:
+        """An empty broker, and no plug-in batch left over in the cache (REDIS_URL) by an earlier
+        run: its "queued" flag would hold this run's plug-ins back until it expired."""
+        from django.core.cache import cache
+
+        from programs import tasks as program_tasks
         from vehicles.control import services as control_services
 
         client = self.redis.client()
         client.flushall()
         client.set(control_services.BROKER_MARKER_KEY, "bench")
+        cache.delete(program_tasks.PLUGGED_IN_QUEUED)
+        cache_client, key = program_tasks._plugged_in_set()
+        cache_client.delete(key)
 
     def stop(self) -> None:
         if self.worker is not None:
@@ -474,7 +487,9 @@ def plug_in(world: World, vehicles: list, *, rate: float, seconds: float, drain_
     ).order_by("created_at"):
         plans.setdefault(plan.vehicle_id, plan.created_at)
     acks: dict = {}
+    written: dict = {}  # the car's first command: when it was written
     for command in Command.objects.filter(vehicle_id__in=list(plugged)).order_by("id"):
+        written.setdefault(command.vehicle_id, command.created_at)
         at = acknowledged_at(command)
         if at is not None:
             acks.setdefault(command.vehicle_id, at)
@@ -485,8 +500,113 @@ def plug_in(world: World, vehicles: list, *, rate: float, seconds: float, drain_
         "offered_rate": len(plugged) / offered_s if offered_s else 0.0,
         "from_plug": from_plug,
         "from_plan": from_plan,
+        # Where the time went: plug-in → plan stored → first command written → acknowledged.
+        "to_plan": [(plans[v] - at).total_seconds() for v, at in plugged.items() if v in plans],
+        "to_command": [(written[v] - plans[v]).total_seconds() for v in written if v in plans],
+        "to_ack": [(acks[v] - written[v]).total_seconds() for v in acks if v in written],
         "missing": len(plugged) - len(from_plug),
+        # What the cars not acknowledged are waiting on: their commands' states and last errors.
+        "missing_states": Counter(
+            (command.state, command.last_error[:60])
+            for command in Command.objects.filter(
+                vehicle_id__in=[v for v in plugged if v not in acks]
+            )
+        ),
     }
+
+
+# --- per-car profile ---------------------------------------------------------------------------
+
+
+def profile(world: World, vehicles: list) -> list[tuple[str, float, float]]:  # type: ignore[type-arg]
+    """B6's path for `vehicles`, in this process, one phase after the other (no worker, so no
+    other work in between): per car, the milliseconds and SQL statements of each phase.
+
+    plug-in    record_reading (plugged in, as telemetry stores it) and its signals
+    plan       programs.services.replan_plugged_in for all the cars together
+    commands   programs.execution.execute_due_slots for them: commands, audit rows, outbox
+               entries, and the fast-path relay publishing them
+    send       the send service: claim, gateway, the SDK's request to the cloud, outcome; in
+               batches of SEND_BATCH as the relay publishes them (one at a time where the code
+               has no batched send)
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from programs import execution
+    from programs import services as program_services
+    from vehicles import services as vehicle_services
+    from vehicles.control import services as control_services
+    from vehicles.control.models import Command
+    from vehicles.oem.base import VehicleState
+
+    ids = [vehicle.pk for vehicle in vehicles]
+    for vehicle in vehicles:
+        world.cloud.set_state(vehicle.vin, plugged=True, charging=False)
+    rows: list[tuple[str, float, float]] = []
+
+    def timed(name: str, work):  # type: ignore[no-untyped-def]
+        with CaptureQueriesContext(connection) as queries:
+            began = time.perf_counter()
+            result = work()
+            took = time.perf_counter() - began
+        rows.append((name, took * 1000 / len(vehicles), len(queries) / len(vehicles)))
+        return result
+
+    def plug_in() -> None:
+        for vehicle in vehicles:
+            vehicle_services.record_reading(
+                vehicle=vehicle,
+                state=VehicleState(recorded_at=timezone.now(), soc_pct=50.0, plugged_in=True),
+                source="webhook",
+            )
+
+    def send() -> None:
+        pending = list(
+            Command.objects.filter(vehicle_id__in=ids, state="pending")
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+        batch = getattr(control_services, "SEND_BATCH", None)
+        if batch is None:  # the code before batched sends
+            for pk in pending:
+                control_services.send_command(command_id=pk)
+            return
+        for offset in range(0, len(pending), batch):
+            control_services.send_commands(command_ids=pending[offset : offset + batch])
+
+    timed("plug-in (record_reading)", plug_in)
+    planned = timed(
+        "plan (replan_plugged_in)", lambda: program_services.replan_plugged_in(vehicle_ids=ids)
+    )
+    timed("commands (execute_due_slots)", lambda: execution.execute_due_slots(vehicle_ids=planned))
+    timed("send", send)
+    acknowledged = Command.objects.filter(vehicle_id__in=ids, state__in=ACKNOWLEDGED).count()
+    if acknowledged != len(vehicles):
+        states = Counter(Command.objects.filter(vehicle_id__in=ids).values_list("state", flat=True))
+        raise SystemExit(f"profile: {acknowledged} of {len(vehicles)} acknowledged: {states}")
+    return rows
+
+
+def run_profile(cars: int) -> int:
+    from django.db import connection
+
+    old_name = connection.settings_dict["NAME"]
+    connection.settings_dict["TEST"]["NAME"] = "chargescape_bench_b6_profile"
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    world = World(cars=cars, directory=Path(tempfile.mkdtemp(prefix="cs-bench-profile-")))
+    try:
+        vehicles = world.link_all(plugged=[False] * cars)
+        world.flush_broker()
+        print(f"B6 per-car profile, {cars} cars, one process, phases in sequence; {load()}")
+        for name, ms, queries in profile(world, vehicles):
+            print(f"   {name:<30} {ms:6.2f} ms a car  {queries:6.2f} SQL statements a car")
+        print(f"   {load()}")
+    finally:
+        world.stop()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    return 0
 
 
 # --- driver --------------------------------------------------------------------------------
@@ -499,7 +619,15 @@ def main() -> int:
     parser.add_argument("--b6-seconds", type=float, help="B6 duration (600; quick 60)")
     parser.add_argument("--concurrency", type=int, default=4, help="worker processes")
     parser.add_argument("--opt-outs", type=int, help="owners opting out during B5 (quick 20)")
+    parser.add_argument(
+        "--profile", type=int, metavar="CARS", help="only B6's per-car profile, for CARS cars"
+    )
     args = parser.parse_args()
+    if args.profile:
+        import django
+
+        django.setup()
+        return run_profile(args.profile)
     devices = args.devices or (200 if args.quick else 10_000)
     b6_seconds = args.b6_seconds or (60.0 if args.quick else 600.0)
     b6_cars = int(B6_RATE * b6_seconds) + IDLE_PLUG_INS
@@ -605,6 +733,9 @@ def main() -> int:
         )
         print(f"   plug-in → first command acknowledged: {summary(loaded['from_plug'])}")
         print(f"   stored plan → acknowledged:           {summary(loaded['from_plan'])}")
+        print(f"     split: plug-in → plan stored:       {summary(loaded['to_plan'])}")
+        print(f"            plan → first command written {summary(loaded['to_command'])}")
+        print(f"            command → acknowledged:      {summary(loaded['to_ack'])}")
         print(
             f"   idle baseline (1/s, same run): plug-in → acknowledged "
             f"{summary(idle['from_plug'])}; plan → acknowledged {summary(idle['from_plan'])}"
@@ -613,6 +744,7 @@ def main() -> int:
             f"   p99 {p99_plug:.2f} s (plan → acknowledged {p99_plan:.2f} s) vs idle "
             f"{idle_p99:.2f} s = {p99_plug / idle_p99:.2f}×; {loaded['missing']} not acknowledged "
             f"(target p99 ≤ {B6_TARGET_P99_S:g} s from plug-in) {'PASS' if ok else 'FAIL'}"
+            + (f"; their commands: {dict(loaded['missing_states'])}" if loaded["missing"] else "")
         )
     finally:
         world.stop()

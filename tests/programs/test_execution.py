@@ -192,3 +192,79 @@ def test_a_stale_plan_never_overrides_a_newer_one():
     owner.refresh_from_db()
     assert (owner.action, owner.source, owner.state) == ("start_charge", "owner", "pending")
     assert Command.objects.filter(vehicle=vehicle).count() == 1
+
+
+def test_a_batch_of_due_slots_costs_the_same_statements_for_3_cars_as_for_30():
+    """B6: a batch's due slots become commands in one transaction with a fixed number of
+    statements (locks, versions, chargers, previous commands, create_commands), not a few per
+    car; every car still gets its own command."""
+    from django.test.utils import CaptureQueriesContext
+
+    few, many = [VehicleFactory() for _ in range(3)], [VehicleFactory() for _ in range(30)]
+    for index, vehicle in enumerate(few + many):
+        _plan(vehicle, [7.2, 7.2] if index % 2 else [0.0, 0.0])
+    counts = []
+    for cars in (few, many):
+        with CaptureQueriesContext(connection) as queries:
+            assert execution.execute_due_slots(vehicle_ids=[v.pk for v in cars]) == len(cars)
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+    assert Command.objects.filter(vehicle__in=many).count() == 30
+    assert OutboxEntry.objects.filter(command__vehicle__in=many).count() == 30
+
+
+def test_a_batch_leaves_out_a_car_whose_plan_was_replaced_and_carries_out_the_rest():
+    """A batch read two cars' event plans, then one owner opted out (a newer plan): that car is
+    left to its newer plan's own task (I4); the other car's step is written as usual."""
+    opted, other = VehicleFactory(), VehicleFactory()
+    begin = slot_start(timezone.now())
+    now = begin + timedelta(minutes=1)
+    for vehicle in (opted, other):
+        _plan(vehicle, [0.0, 0.0], start=begin, trigger="event")
+    stale = execution.current_plans(now=now, vehicle_ids=[opted.pk, other.pk])
+    _plan(opted, [7.2, 7.2], start=begin, trigger="opt_out")
+    done = execution.execute_plan_slots(plans=stale, now=now)
+    assert set(done) == {other.pk}
+    assert done[other.pk].action == Command.Action.STOP_CHARGE
+    assert not Command.objects.filter(vehicle=opted).exists()
+
+
+def test_plug_ins_are_batched_by_one_task_chain_that_gathers_under_load(monkeypatch):
+    """B6: one plug-in batch task at a time. Cars still waiting after a batch are taken by the
+    same task queued again a moment later (so they gather into one batch, and no second task
+    runs beside it); once the set is empty the flag is cleared and the next plug-in queues a
+    task at once."""
+    from celery.signals import after_task_publish
+    from django.core.cache import cache
+
+    from programs import tasks
+
+    seen = []
+
+    def record(sender, headers, routing_key, body, **kwargs):
+        seen.append((headers["task"], headers.get("eta") is not None))
+
+    monkeypatch.setattr(tasks, "PLUGGED_IN_BATCH", 2)
+    cars = [str(VehicleFactory().pk) for _ in range(4)]
+    after_task_publish.connect(record, weak=False)
+    try:
+        for car in cars[:3]:
+            tasks.request_plugged_in_replan(car)
+        assert seen == [("programs.replan_plugged_in", False)]  # one task for three plug-ins
+        tasks.replan_plugged_in.apply()  # takes two: the third waits for the next batch
+        assert seen[1:] == [("programs.replan_plugged_in", True)]  # itself, a moment later
+        assert cache.get(tasks.PLUGGED_IN_QUEUED) == 1
+        tasks.request_plugged_in_replan(cars[3])  # joins the waiting batch: no second task
+        assert len(seen) == 2
+        tasks.replan_plugged_in.apply()  # the last two: the set is empty
+        assert len(seen) == 2
+        assert cache.get(tasks.PLUGGED_IN_QUEUED) is None
+        client, key = tasks._plugged_in_set()
+        assert client.scard(key) == 0
+        tasks.request_plugged_in_replan(cars[0])  # a quiet system: planned at once
+        assert seen[2:] == [("programs.replan_plugged_in", False)]
+    finally:
+        after_task_publish.disconnect(record)
+        cache.delete(tasks.PLUGGED_IN_QUEUED)
+        client, key = tasks._plugged_in_set()
+        client.delete(key)

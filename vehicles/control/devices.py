@@ -4,12 +4,18 @@ Only `vehicles.control.services` calls this module, after the safety gateway all
 Errors come back as two kinds: `TransientDeviceError` (worth retrying; `ambiguous` when the
 device may have acted, so the next attempt reads its state first, I2) and `PermanentDeviceError`
 (retrying will not help). No database transaction is held while a device is on the wire.
+
+`carry_out` takes a send task's batch: its vehicle-cloud requests are in flight together, each
+on a thread of its own under its own deadline (the threads do network I/O only; the database
+stays in the caller's thread), and each command's outcome is its own.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +26,7 @@ from vehicles.chargers import rpc
 from vehicles.chargers import services as charger_services
 from vehicles.chargers.models import ChargingProfile, ProfilePurpose, ProfileState
 from vehicles.control.models import Command
-from vehicles.models import VehicleReading
+from vehicles.models import VehicleLink, VehicleReading
 from vehicles.oem import get_adapter
 from vehicles.oem.base import (
     AuthExpiredError,
@@ -65,87 +71,170 @@ class DeadlineExceeded(TransientOemError):
     """No answer within our own timeout: the request may or may not have reached the device."""
 
 
+@dataclass(frozen=True)
+class CloudCall:
+    """One request to a car's cloud: the adapter method and its arguments besides the token."""
+
+    command: Command
+    method: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
 def oem_timeout_s() -> float:
     return float(settings.CONTROL_OEM_TIMEOUT_SECONDS)
 
 
-def with_deadline[T](function: Callable[[], T], *, timeout_s: float) -> T:
-    """Run `function` (network I/O only, no ORM) with a hard deadline.
+class _InFlight:
+    """A network call running on a daemon thread of its own (no ORM in it)."""
 
-    The SDK offers no timeout setting, so the call runs in a daemon thread that is abandoned on
-    timeout; it finishes or fails on its own later without touching the database.
-    """
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
+    def __init__(self, function: Callable[[], Any]) -> None:
+        self.started = time.monotonic()
+        self._outcome: dict[str, Any] = {}
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(function,), name="device-io", daemon=True).start()
 
-    def run() -> None:
+    def _run(self, function: Callable[[], Any]) -> None:
         try:
-            outcome["value"] = function()
-        except BaseException as error:  # re-raised in the caller's thread below
-            outcome["error"] = error
+            self._outcome["value"] = function()
+        except BaseException as error:  # re-raised in the waiting thread by result()
+            self._outcome["error"] = error
         finally:
-            done.set()
+            self._done.set()
 
-    threading.Thread(target=run, name="device-io", daemon=True).start()
-    if not done.wait(timeout_s):
-        raise DeadlineExceeded(f"no answer within {timeout_s:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    def result(self, *, timeout_s: float) -> Any:
+        """The call's value, its exception re-raised, or DeadlineExceeded once `timeout_s` has
+        passed since it started."""
+        left = self.started + timeout_s - time.monotonic()
+        if not self._done.wait(max(left, 0.0)):
+            raise DeadlineExceeded(f"no answer within {timeout_s:g} s")
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
 
 
 # --- Vehicle clouds ------------------------------------------------------------------------------
 
 
-def _oem(command: Command, method: str, **arguments: Any) -> Any:
-    vehicle = command.vehicle
-    adapter = get_adapter(vehicle.provider)
-    timeout_s = oem_timeout_s()
-
-    def call(token: str) -> Any:
-        bound = getattr(adapter, method)
-        return with_deadline(
-            lambda: bound(access_token=token, vehicle_id=vehicle.provider_vehicle_id, **arguments),
-            timeout_s=timeout_s,
-        )
-
-    try:
-        return vehicle_services.call_with_token(vehicle=vehicle, call=call)
-    except TransientOemError as error:
+def _device_error(error: Exception) -> DeviceError:
+    """An adapter's error as the kind the command services act on."""
+    translated: DeviceError
+    if isinstance(error, TransientOemError):
         cause = error.__cause__  # the SDK's exception carries Smartcar's error type and code
         if getattr(cause, "type", None) == "VEHICLE_STATE":
-            raise DeviceStateConflict(str(error), code=getattr(cause, "code", "") or "") from error
-        # A cloud that answers 429/503 with Retry-After said "not now": nothing happened. A
-        # timeout or a bare 5xx may have reached the car.
-        raise TransientDeviceError(
-            str(error) or type(error).__name__,
-            retry_after_seconds=error.retry_after_seconds,
-            ambiguous=error.retry_after_seconds is None,
-        ) from error
-    except (PermanentOemError, LinkRevokedError, AuthExpiredError) as error:
-        raise PermanentDeviceError(f"{type(error).__name__}: {error}") from error
-
-
-def _send_to_cloud(command: Command) -> str:
-    if command.action == Command.Action.START_CHARGE:
-        _oem(command, "start_charge")
-    elif command.action == Command.Action.STOP_CHARGE:
-        _oem(command, "stop_charge")
-    elif command.action == Command.Action.SET_CHARGE_LIMIT:
-        _oem(command, "set_charge_limit", limit_pct=command.limit_pct)
+            translated = DeviceStateConflict(str(error), code=getattr(cause, "code", "") or "")
+        else:
+            # A cloud that answers 429/503 with Retry-After said "not now": nothing happened. A
+            # timeout or a bare 5xx may have reached the car.
+            translated = TransientDeviceError(
+                str(error) or type(error).__name__,
+                retry_after_seconds=error.retry_after_seconds,
+                ambiguous=error.retry_after_seconds is None,
+            )
     else:
+        translated = PermanentDeviceError(f"{type(error).__name__}: {error}")
+    translated.__cause__ = error
+    return translated
+
+
+class CloudBatch:
+    """Vehicle-cloud requests in flight together, each on its own thread under its own deadline.
+
+    Started on construction; `results()` waits for them. The threads do network I/O only: the
+    database (the links' tokens, one refresh per link after a 401, as `vehicles.services.
+    call_with_token` does for a single call) stays in the calling thread.
+    """
+
+    def __init__(self, calls: list[CloudCall]) -> None:
+        self.calls = calls
+        self.timeout_s = oem_timeout_s()
+        self._results: list[Any] = [None] * len(calls)
+        self._tokens: dict[int, str] = {}  # link id → the token the calls use
+        runnable = []
+        for index, call in enumerate(calls):
+            link = call.command.vehicle.link
+            if link is None or link.status != VehicleLink.Status.ACTIVE:
+                self._results[index] = _device_error(
+                    LinkRevokedError("This vehicle is not linked.")
+                )
+            else:
+                self._tokens.setdefault(link.pk, link.access_token)
+                runnable.append(index)
+        self._flights = self._start(runnable)
+
+    def _start(self, indexes: list[int]) -> list[tuple[int, _InFlight]]:
+        return [(index, _start(self.calls[index], self._tokens)) for index in indexes]
+
+    def _collect(self, flights: list[tuple[int, _InFlight]]) -> list[int]:
+        """Store the outcomes; returns the calls refused with a 401."""
+        refused = []
+        for index, flight in flights:
+            try:
+                self._results[index] = flight.result(timeout_s=self.timeout_s)
+            except AuthExpiredError as error:
+                refused.append(index)
+                self._results[index] = _device_error(error)
+            except (TransientOemError, PermanentOemError, LinkRevokedError) as error:
+                self._results[index] = _device_error(error)
+            except Exception as error:  # unexpected: stays with its command, not the batch
+                self._results[index] = error
+        return refused
+
+    def results(self) -> list[Any]:
+        """Each call's value or the exception it ended with (a DeviceError unless unexpected),
+        in order."""
+        refused = self._collect(self._flights)
+        again: list[int] = []
+        for link_id in dict.fromkeys(self.calls[i].command.vehicle.link_id for i in refused):
+            mine = [i for i in refused if self.calls[i].command.vehicle.link_id == link_id]
+            try:
+                self._tokens[link_id] = vehicle_services.refresh_link(
+                    link_id=link_id, failed_access_token=self._tokens[link_id]
+                )
+            except LinkRevokedError as error:
+                for index in mine:
+                    self._results[index] = _device_error(error)
+                continue
+            for index in mine:
+                self.calls[index].command.vehicle.link.access_token = self._tokens[link_id]
+            again += mine
+        self._collect(self._start(again))  # a second 401, with a fresh token, stays an error
+        return self._results
+
+
+def call_clouds(calls: list[CloudCall]) -> list[Any]:
+    """Run vehicle-cloud requests at once; each one's value or exception, in order."""
+    return CloudBatch(calls).results()
+
+
+def _start(call: CloudCall, tokens: dict[int, str]) -> _InFlight:
+    vehicle = call.command.vehicle
+    bound = getattr(get_adapter(vehicle.provider), call.method)
+    token = tokens[vehicle.link_id]
+    return _InFlight(
+        lambda: bound(access_token=token, vehicle_id=vehicle.provider_vehicle_id, **call.arguments)
+    )
+
+
+_CLOUD_METHODS = {
+    Command.Action.START_CHARGE: "start_charge",
+    Command.Action.STOP_CHARGE: "stop_charge",
+    Command.Action.SET_CHARGE_LIMIT: "set_charge_limit",
+}
+
+
+def _send_call(command: Command) -> CloudCall:
+    method = _CLOUD_METHODS.get(command.action)
+    if method is None:
         raise PermanentDeviceError(
             f"A vehicle cloud cannot {command.get_action_display().lower()}; it needs a charger."
         )
-    return ""
+    if command.action == Command.Action.SET_CHARGE_LIMIT:
+        return CloudCall(command, method, {"limit_pct": command.limit_pct})
+    return CloudCall(command, method)
 
 
-def read_cloud_effect(command: Command) -> bool:
-    """Read the car's state (stored as a reading) and say whether the command's effect holds."""
-    state = _oem(command, "get_state")
-    vehicle_services.record_reading(
-        vehicle=command.vehicle, state=state, source=VehicleReading.Source.POLL
-    )
+def effect_holds(command: Command, state: Any) -> bool:
+    """Does the car's state (a VehicleState just read) show the command's effect?"""
     charging = state.charging_state == VehicleReading.ChargingState.CHARGING
     if command.action == Command.Action.START_CHARGE:
         return charging
@@ -200,15 +289,72 @@ def _send_to_charger(command: Command, *, now: datetime) -> str:
     return _apply(profile)
 
 
-def send(command: Command, *, now: datetime) -> str:
-    """Carry the command out on its device; returns a provider reference (may be empty)."""
-    if command.charger_id is not None:
-        return _send_to_charger(command, now=now)
-    return _send_to_cloud(command)
+# --- A batch of commands -------------------------------------------------------------------------
 
 
-def read_effect(command: Command) -> bool:
-    """Is the command's effect already in place on the device? (Before a re-send, I2.)"""
-    if command.charger_id is not None:
-        return False  # a profile re-send replaces the charger's copy: re-sending is the check
-    return read_cloud_effect(command)
+@dataclass
+class Attempt:
+    """What one command's turn at its device came to."""
+
+    verified: bool = False  # the device's state was read first (verify_before_send, I2)
+    in_place: bool = False  # … and showed the effect already: not sent again
+    reference: str = ""  # sent: the provider's reference (may be empty)
+    error: Exception | None = None  # a DeviceError, or an unexpected exception
+
+
+def carry_out(commands: list[Command], *, now: datetime) -> list[Attempt]:
+    """Carry out commands the safety gateway allowed; one Attempt each, in order.
+
+    A command whose last attempt may have acted (`verify_before_send`) has its device read
+    first and is not sent when the effect is already there (I2). The vehicle-cloud requests of
+    the batch are in flight together, each under its own deadline; charger commands go out one
+    after another meanwhile (over the channel layer, with their own timeouts). One command's
+    failure is its own: it never stops its batch-mates.
+    """
+    attempts = [Attempt() for _ in commands]
+    first: list[tuple[int, CloudCall]] = []
+    chargers: list[int] = []
+    for index, command in enumerate(commands):
+        if command.charger_id is not None:
+            chargers.append(index)
+            continue
+        try:
+            call = CloudCall(command, "get_state") if command.verify_before_send else None
+            first.append((index, call or _send_call(command)))
+        except DeviceError as error:
+            attempts[index].error = error
+    in_flight = CloudBatch([call for _, call in first])
+    for index in chargers:
+        command = commands[index]
+        # A profile re-send replaces the charger's copy: re-sending is the check.
+        attempts[index].verified = command.verify_before_send
+        try:
+            attempts[index].reference = _send_to_charger(command, now=now)
+        except Exception as error:  # kept with its command; the others carry on
+            attempts[index].error = error
+    then: list[tuple[int, CloudCall]] = []
+    for (index, call), result in zip(first, in_flight.results(), strict=True):
+        command, attempt = commands[index], attempts[index]
+        if isinstance(result, Exception):
+            attempt.error = result
+        elif call.method != "get_state":
+            attempt.reference = ""  # a cloud's command answer carries no reference
+        else:
+            try:
+                vehicle_services.record_reading(
+                    vehicle=command.vehicle, state=result, source=VehicleReading.Source.POLL
+                )
+            except Exception as error:  # the database: kept with its command, nothing sent
+                attempt.error = error
+                continue
+            attempt.verified = True
+            attempt.in_place = effect_holds(command, result)
+            if not attempt.in_place:
+                try:
+                    then.append((index, _send_call(command)))
+                except DeviceError as error:
+                    attempt.error = error
+    for (index, _), result in zip(then, call_clouds([c for _, c in then]), strict=True):
+        if isinstance(result, Exception):
+            attempts[index].error = result
+    return attempts

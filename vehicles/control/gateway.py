@@ -5,17 +5,18 @@ lower SoC, a reading goes stale. `check_command` re-reads the latest telemetry a
 answers whether the command may go out now. Charging fails open (starting a charge or clearing a
 dispatch is always allowed); curtailing needs a known SoC at or above the floor; discharging fails
 closed (fresh SoC, consent, a V2G charger, and enough energy above the V2G floor for the whole
-lease). Called only by `vehicles.control.services.send_command`.
+lease). Called only by `vehicles.control.services` when it claims commands to send.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from vehicles import selectors as vehicle_selectors
 from vehicles.control.models import Command
-from vehicles.models import SOC_STALE_AFTER
+from vehicles.models import SOC_STALE_AFTER, ChargingPreference, VehicleReading
 
 # I8: a curtailment or discharge ends within 15 minutes unless renewed.
 MAX_LEASE = timedelta(minutes=15)
@@ -37,11 +38,25 @@ def _refuse(code: str, reason: str) -> Verdict:
     return Verdict(False, code, reason)
 
 
-def check_command(*, command: Command, now: datetime) -> Verdict:
-    """May `command` be sent now? Reads the newest reading and the owner's preferences."""
+# "Not given: read it here" (a batch passes what it read for all its commands at once).
+_READ: Any = object()
+
+
+def check_command(
+    *,
+    command: Command,
+    now: datetime,
+    preference: ChargingPreference | None = None,
+    reading: VehicleReading | None = _READ,
+) -> Verdict:
+    """May `command` be sent now? Judged on the car's newest reading and the owner's
+    preferences: read here, or given by a caller that read them in this transaction for a
+    batch (`reading` None: the car has none)."""
     vehicle = command.vehicle
-    preference = vehicle_selectors.preference_for(vehicle=vehicle)
-    reading = vehicle_selectors.latest_reading(vehicle=vehicle)
+    if preference is None:
+        preference = vehicle_selectors.preference_for(vehicle=vehicle)
+    if reading is _READ:
+        reading = vehicle_selectors.latest_reading(vehicle=vehicle)
     soc = reading.soc_pct if reading is not None else None
     soc_fresh = soc is not None and now - reading.recorded_at <= SOC_STALE_AFTER
 

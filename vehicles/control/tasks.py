@@ -25,6 +25,33 @@ def send_command(self, command_id: int) -> None:  # type: ignore[no-untyped-def]
         raise self.retry(countdown=later.countdown) from None
 
 
+@shared_task(
+    bind=True,
+    name="control.send_commands",
+    acks_late=True,  # safe: each command's claim or terminal state makes a re-run a no-op (I2)
+    reject_on_worker_lost=True,  # killed mid-batch: re-delivered, each command read first
+    ignore_result=True,
+)
+def send_commands(self, command_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """A batch of fleet commands (the relay's, on `commands`): claimed together, their device
+    calls overlapped, their outcomes stored together. A command that must wait (backoff,
+    Retry-After, a live claim, the database) carries on alone as `control.send_command` when
+    its time comes; its batch-mates are done with."""
+    from vehicles.control import services  # services enqueue this task
+
+    for outcome in services.send_commands(command_ids=command_ids):
+        later = outcome.retry
+        if later is None:
+            continue
+        if self.request.is_eager:
+            # In-process `.apply()` cannot wait (see send_command); a due retry runs at once.
+            if later.countdown <= 0:
+                send_command.apply(args=[outcome.command_id])
+            continue
+        queue = services.queue_for(outcome.command) if outcome.command else "commands"
+        send_command.apply_async(args=[outcome.command_id], countdown=later.countdown, queue=queue)
+
+
 @shared_task(name="control.relay_outbox", ignore_result=True)
 def relay_outbox() -> int:
     """Beat, every few seconds: publish what the fast path missed, re-drive lost messages (I1)."""
