@@ -298,3 +298,15 @@ def commands_in(state: str) -> int:
 
 def seconds_since(moment: datetime) -> float:
     return (timezone.now() - moment) / timedelta(seconds=1)
+
+
+def accepted(cloud, vehicle, endpoint: str = "vehicle.start_charge") -> int:
+    """How many `endpoint` commands the simulated cloud accepted for `vehicle` (its own log):
+    the count a "never sent twice" assertion reads."""
+    return sum(
+        1
+        for entry in cloud.commands()
+        if entry["vehicle_id"] == vehicle.provider_vehicle_id
+        and entry["endpoint"] == endpoint
+        and 200 <= entry["status"] < 300
+    )

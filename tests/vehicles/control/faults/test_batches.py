@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 from psycopg import sql
 
-from tests.vehicles.control.faults.conftest import side_connection, wait_until_settled
+from tests.vehicles.control.faults.conftest import accepted, side_connection, wait_until_settled
 from tests.vehicles.control.faults.invariants import assert_invariants
 from tests.vehicles.control.faults.processes import wait_for
 from vehicles.control import services
@@ -37,16 +37,6 @@ def _starts(vehicles, *, prefix="batch"):
         actor="test",
     )
     return [command for command, _ in done]
-
-
-def _accepted(cloud, vehicle, endpoint="vehicle.start_charge") -> int:
-    return sum(
-        1
-        for entry in cloud.commands()
-        if entry["vehicle_id"] == vehicle.provider_vehicle_id
-        and entry["endpoint"] == endpoint
-        and 200 <= entry["status"] < 300
-    )
 
 
 def _kinds(command) -> list[str]:
@@ -88,7 +78,7 @@ def test_each_command_of_a_batch_keeps_its_own_outcome(fleet, cloud, settings):
     assert good_one.state == Command.State.SENT
     assert outcomes[good_one.pk].retry is None
     assert _kinds(good_one) == ["created", "sending", "sent"]
-    assert _accepted(cloud, good) == 1
+    assert accepted(cloud, good) == 1
 
     assert first.state == Command.State.PENDING
     assert first.verify_before_send
@@ -125,7 +115,7 @@ def test_a_retried_command_goes_on_alone_while_its_batch_mates_are_done(fleet, c
     assert [c.attempts for c in commands[1:]] == [1, 1, 1]
     assert _kinds(commands[0]).count("verified") == 3
     for vehicle in [flaky, *steady]:
-        assert _accepted(cloud, vehicle) == 1
+        assert accepted(cloud, vehicle) == 1
     assert_invariants(cloud)
 
 
@@ -140,7 +130,7 @@ def test_a_401_in_a_batch_refreshes_the_shared_link_once(fleet, cloud):
     }
     assert cloud.request_count("auth.exchange_refresh_token") == 1
     for vehicle in fleet.vehicles[:6]:
-        assert _accepted(cloud, vehicle) == 1
+        assert accepted(cloud, vehicle) == 1
 
 
 def test_a_command_another_transaction_holds_waits_without_holding_up_its_batch(fleet, cloud):
@@ -161,10 +151,10 @@ def test_a_command_another_transaction_holds_waits_without_holding_up_its_batch(
     assert 0 < outcomes[1].retry.countdown <= 2 * services.LOCKED_RETRY_S
     held.refresh_from_db()
     assert (held.state, held.attempts) == (Command.State.PENDING, 0)
-    assert _accepted(cloud, fleet.vehicles[1]) == 0
+    assert accepted(cloud, fleet.vehicles[1]) == 0
     assert services.send_command(command_id=held.pk).state == Command.State.SENT
     for vehicle in fleet.vehicles[:3]:
-        assert _accepted(cloud, vehicle) == 1
+        assert accepted(cloud, vehicle) == 1
 
 
 @pytest.mark.stack
@@ -182,7 +172,7 @@ def test_a_worker_killed_mid_batch_leaves_each_command_recoverable(fleet, proces
     commands = _starts([held, *answered])  # the fast path publishes them as one batch
     wait_for(lambda: cloud.held_count() == 1, timeout_s=30, what="the request to be held")
     wait_for(
-        lambda: all(_accepted(cloud, v) == 1 for v in answered),
+        lambda: all(accepted(cloud, v) == 1 for v in answered),
         timeout_s=30,
         what="the batch-mates' requests to be answered",
     )
@@ -199,6 +189,6 @@ def test_a_worker_killed_mid_batch_leaves_each_command_recoverable(fleet, proces
         assert "sent" not in kinds  # the killed worker's outcome never committed
         assert command.events.filter(kind="verified", detail="already in place").exists()
     for vehicle in (held, *answered):
-        assert _accepted(cloud, vehicle) == 1
+        assert accepted(cloud, vehicle) == 1
     assert "control.send_commands" in worker.log()
     assert_invariants(cloud)

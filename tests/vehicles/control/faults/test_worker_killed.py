@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from tests.vehicles.control.faults.conftest import (
+    accepted,
     backends_waiting_on_locks,
     side_connection,
     wait_until_settled,
@@ -41,16 +42,6 @@ def _kinds(command: Command) -> list[str]:
     return list(command.events.values_list("kind", flat=True))
 
 
-def _accepted(cloud, vehicle, endpoint="vehicle.start_charge") -> int:
-    return sum(
-        1
-        for entry in cloud.commands()
-        if entry["vehicle_id"] == vehicle.provider_vehicle_id
-        and entry["endpoint"] == endpoint
-        and 200 <= entry["status"] < 300
-    )
-
-
 def test_killed_after_the_claim_before_sending_sends_once(fleet, processes, cloud):
     """SIGKILL between the committed claim and the request: the command is left `sending` and the
     car never heard it. The re-delivered task waits out the claim, reads the car (not charging)
@@ -77,7 +68,7 @@ def test_killed_after_the_claim_before_sending_sends_once(fleet, processes, clou
     assert command.attempts == 2
     assert "worker_lost" in _kinds(command)
     assert command.events.filter(kind="verified", detail__startswith="not in place").exists()
-    assert _accepted(cloud, vehicle) == 1
+    assert accepted(cloud, vehicle) == 1
     assert cloud.car(vehicle.vin).charging
     assert_invariants(cloud)
 
@@ -100,7 +91,7 @@ def test_killed_after_the_car_acted_before_the_reply_is_confirmed_not_resent(
     assert command.state == Command.State.CONFIRMED
     assert "worker_lost" in _kinds(command)
     assert command.events.filter(kind="verified", detail="already in place").exists()
-    assert _accepted(cloud, vehicle) == 1
+    assert accepted(cloud, vehicle) == 1
     assert cloud.car(vehicle.vin).charging
     assert_invariants(cloud)
 
@@ -124,7 +115,7 @@ def test_killed_after_the_reply_before_the_commit_is_confirmed_not_resent(fleet,
         wait_for(backends_waiting_on_locks, timeout_s=30, what="the worker to store the reply")
         assert worker.kill_children()
         side.rollback()
-    assert _accepted(cloud, vehicle) == 1
+    assert accepted(cloud, vehicle) == 1
 
     wait_until_settled(timeout_s=45)
     command.refresh_from_db()
@@ -132,7 +123,7 @@ def test_killed_after_the_reply_before_the_commit_is_confirmed_not_resent(fleet,
     kinds = _kinds(command)
     assert "sent" not in kinds  # the killed worker's commit never happened, audit row included
     assert "worker_lost" in kinds
-    assert _accepted(cloud, vehicle) == 1
+    assert accepted(cloud, vehicle) == 1
     assert_invariants(cloud)
 
 
@@ -160,5 +151,5 @@ def test_whole_worker_killed_mid_send_is_redriven_to_a_fresh_worker(fleet, proce
     assert "redriven" in _kinds(first)
     assert {c.state for c in Command.objects.exclude(pk=first.pk)} == {Command.State.SENT}
     for vehicle in (held, *others):
-        assert _accepted(cloud, vehicle) == 1
+        assert accepted(cloud, vehicle) == 1
     assert_invariants(cloud)
