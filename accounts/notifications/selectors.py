@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Max, Q
-
 from accounts.notifications import live
 from accounts.notifications.models import Notification, NotificationPreference
 
@@ -13,11 +11,17 @@ REPLAY_LIMIT = 50  # a page offline for days gets the newest fifty; the centre h
 
 
 def bell_state(*, owner: Any) -> tuple[int, int]:
-    """(unread count, newest id or 0) for the bell, in one query: it is on every page."""
-    state = Notification.objects.filter(owner=owner).aggregate(
-        unread=Count("pk", filter=Q(read_at=None)), latest=Max("pk")
+    """(unread count, newest id or 0) for the bell on every page. Two queries on purpose: each
+    is answered by its own index (the unread partial index, the owner's newest id), so the cost
+    stays flat however long the owner's history; one aggregate over both would read it all."""
+    unread = Notification.objects.filter(owner=owner, read_at=None).count()
+    newest = (
+        Notification.objects.filter(owner=owner)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
     )
-    return state["unread"], state["latest"] or 0
+    return unread, newest or 0
 
 
 def list_for_owner(*, owner: Any, limit: int = 100) -> list[Notification]:
