@@ -207,7 +207,7 @@ def call(
     world: World, endpoint: Endpoint, car: Car | None, grant: Grant, body: dict, unit: str
 ) -> Reply:
     """Run one vehicle endpoint for an authenticated grant (404 for cars it does not hold)."""
-    if car is None or car.vehicle_id not in grant.vehicle_ids:
+    if car is None or not grant.holds(car.vehicle_id):
         raise errors.not_found("PATH", "vehicle")
     if endpoint.permission and endpoint.permission not in grant.scopes:
         raise errors.permission(endpoint.permission)
@@ -218,7 +218,7 @@ def call(
 
 def batch(world: World, car: Car | None, grant: Grant, body: dict, unit: str) -> Reply:
     """POST /batch: each GET path answered on its own, errors included, as the SDK unpacks them."""
-    if car is None or car.vehicle_id not in grant.vehicle_ids:
+    if car is None or not grant.holds(car.vehicle_id):
         raise errors.not_found("PATH", "vehicle")
     requests = body.get("requests")
     if not isinstance(requests, list) or not requests:
@@ -263,7 +263,7 @@ def vehicles_list(world: World, grant: Grant, query: dict[str, str]) -> Reply:
         offset = int(query.get("offset", 0))
     except ValueError as exc:
         raise errors.validation("limit and offset must be integers") from exc
-    ids = [c.vehicle_id for c in world.cars if c.vehicle_id in grant.vehicle_ids]
+    ids = [c.vehicle_id for c in world.cars if grant.holds(c.vehicle_id)]
     page = ids[offset : offset + limit]
     return Reply(200, {"vehicles": page, "paging": {"count": len(ids), "offset": offset}})
 

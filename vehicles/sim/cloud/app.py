@@ -335,7 +335,7 @@ class CloudApp:
                 for grant in self.world.grants.values():
                     if vehicle_id is None:
                         grant.revoked = True
-                    elif vehicle_id in grant.vehicle_ids:
+                    elif grant.holds(vehicle_id):
                         self.world.disconnect(grant, vehicle_id)
                 return api.Reply(200, {"connections": connections})
             return api.Reply(200, {"connections": connections, "paging": {"cursor": None}})

@@ -47,10 +47,7 @@ class Controller:
 
     def car(self, key: str) -> CarState:
         """One car's current state by VIN or vehicle id (KeyError if unknown)."""
-        for state in self.cars:
-            if key in (state.vin, state.vehicle_id):
-                return state
-        raise KeyError(key)
+        return self.world.car_state(key)
 
     def set_state(self, key: str, **changes: object) -> CarState:
         state = self.world.set_state(key, **changes)

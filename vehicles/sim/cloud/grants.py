@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import errors
@@ -39,6 +39,13 @@ class Grant:
     scopes: list[str]
     connected_at: datetime
     revoked: bool = False
+    _held: frozenset[str] | None = field(default=None, repr=False, compare=False)
+
+    def holds(self, vehicle_id: str) -> bool:
+        """Whether this grant holds the car (a set built once: a fleet's grant holds thousands)."""
+        if self._held is None:
+            self._held = frozenset(self.vehicle_ids)
+        return vehicle_id in self._held
 
 
 @dataclass
@@ -151,7 +158,7 @@ class Grants:
             vehicle_id = self.car(key).vehicle_id if key else None
             revoked = 0
             for grant in self.grants.values():
-                if not grant.revoked and (vehicle_id is None or vehicle_id in grant.vehicle_ids):
+                if not grant.revoked and (vehicle_id is None or grant.holds(vehicle_id)):
                     grant.revoked = True
                     revoked += 1
             return revoked
@@ -167,6 +174,7 @@ class Grants:
 
     def disconnect(self, grant: Grant, vehicle_id: str) -> None:
         grant.vehicle_ids = [v for v in grant.vehicle_ids if v != vehicle_id]
+        grant._held = None
         if not grant.vehicle_ids:
             grant.revoked = True  # no car left: the SDK documents the token as invalidated
 

@@ -116,6 +116,7 @@ class World(Grants, Faults):
         self.lock = threading.RLock()
         self.seed = seed
         self.cars: list[Car] = build_cars(cars, seed)
+        self._index_cars()
         self.user_id = str(uuid.UUID(int=(seed * 7919 + 17) % (1 << 122) + 1, version=4))
         self.client_id = client_id
         self.client_secret = client_secret
@@ -149,6 +150,7 @@ class World(Grants, Faults):
         del state["lock"]
         state["_start"], state["_advanced_s"] = self.now(), 0.0  # freeze the clock
         state["outbox"], state["deliveries"] = [], []
+        del state["_by_key"]
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -157,6 +159,7 @@ class World(Grants, Faults):
         self.__dict__.update(state)
         self.lock = threading.RLock()
         self._wall0 = time.monotonic()
+        self._index_cars()
 
     def save(self, path: Path) -> None:
         """Write the whole world (cars, grants, tokens, clock) to `path`, atomically."""
@@ -286,18 +289,26 @@ class World(Grants, Faults):
             return events
 
     # -- cars -------------------------------------------------------------------------------------
+    def _index_cars(self) -> None:
+        """Cars by VIN and by vehicle id: every request names one (a bench's world has 30,000)."""
+        self._by_key = {key: car for car in self.cars for key in (car.vin, car.vehicle_id)}
+
     def car(self, key: str) -> Car:
         """A car by VIN or vehicle id; KeyError if there is none."""
-        for car in self.cars:
-            if key in (car.vin, car.vehicle_id):
-                return car
-        raise KeyError(key)
+        return self._by_key[key]
 
     def car_by_id(self, vehicle_id: str) -> Car | None:
-        return next((c for c in self.cars if c.vehicle_id == vehicle_id), None)
+        car = self._by_key.get(vehicle_id)
+        return car if car is not None and car.vehicle_id == vehicle_id else None
 
     def is_connected(self, car: Car) -> bool:
-        return any(not g.revoked and car.vehicle_id in g.vehicle_ids for g in self.grants.values())
+        return any(not g.revoked and g.holds(car.vehicle_id) for g in self.grants.values())
+
+    def car_state(self, key: str) -> CarState:
+        """One car's current state by VIN or vehicle id (KeyError if unknown)."""
+        with self.lock:
+            self._sync()
+            return self.snapshot(self.car(key))
 
     def snapshot(self, car: Car) -> CarState:
         now = self.now()
