@@ -22,6 +22,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.notifications import services as notifications
+from chargescape.db import update_rows
 from programs import audit, selectors, settlement
 from programs.models import Enrollment, EventParticipation, Feeder, GridEvent, Program
 from programs.scheduling import Event, EventKind
@@ -400,6 +401,7 @@ class Allocation:
     at_risk: list[str] = field(default_factory=list)  # vehicle ids short at departure
     rows: list[dict[str, Any]] = field(default_factory=list)  # plans to store
     committed: dict[Any, list[float]] = field(default_factory=dict)
+    readings: dict[Any, Any] = field(default_factory=dict)  # the newest reading planned from
 
 
 def _utility_schedule(program: Program) -> PriceSchedule:
@@ -408,9 +410,10 @@ def _utility_schedule(program: Program) -> PriceSchedule:
 
 def _participant_cars(
     event: GridEvent, *, start: datetime, now: datetime
-) -> tuple[list[CarInputs], int]:
+) -> tuple[list[CarInputs], int, dict[Any, Any]]:
     """The participating cars that are plugged in with a known SoC, as planner inputs (partial
-    opt-outs raise the floor to the SoC they keep), and the number of participants."""
+    opt-outs raise the floor to the SoC they keep), the number of participants, and the newest
+    readings the inputs were made from."""
     if event.status == Status.DRAFT:  # a preview before dispatch: who dispatch would reach
         participations = {
             vehicle_id: EventParticipation(vehicle_id=vehicle_id)
@@ -438,7 +441,7 @@ def _participant_cars(
         if keep is not None:
             car = with_floor(car, keep)
         cars.append(car)
-    return cars, len(participations)
+    return cars, len(participations), readings
 
 
 def with_floor(car: CarInputs, floor_pct: int) -> CarInputs:
@@ -459,13 +462,14 @@ def allocate(*, event: GridEvent, now: datetime | None = None) -> Allocation:
     start = slot_start(now)
     first, last = event_window_slots(event, start)
     slot_starts = [start + index * SLOT for index in range(first, last)]
-    cars, participants = _participant_cars(event, start=start, now=now)
+    cars, participants, readings = _participant_cars(event, start=start, now=now)
     allocation = Allocation(
         slot_starts=slot_starts,
         requested_kw=event.target_kw,
         expected_kw=[0.0] * (last - first),
         participants=participants,
         plugged_in=len(cars),
+        readings=readings,
     )
     if not cars:
         return allocation
@@ -524,11 +528,7 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
     allocation = allocate(event=event, now=now)
     # What each car would have done without the event, read before its event plan is stored.
     planned = list(allocation.committed)
-    baseline = settlement.baselines(
-        event=event,
-        vehicle_ids=planned,
-        readings=vehicle_selectors.latest_readings(vehicle_ids=planned),
-    )
+    baseline = settlement.baselines(event=event, vehicle_ids=planned, readings=allocation.readings)
     if allocation.rows:
         store_plans(
             plans=allocation.rows,
@@ -538,9 +538,7 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
     for participation in participations:
         participation.committed_kw = allocation.committed[participation.vehicle_id]
         participation.baseline_kw = baseline.get(participation.vehicle_id, [])
-    EventParticipation.objects.bulk_update(
-        participations, ["committed_kw", "baseline_kw"], batch_size=2000
-    )
+    update_rows(participations, ["committed_kw", "baseline_kw"])
     event.status = Status.ACTIVE
     event.save(update_fields=["status", "updated_at"])
     audit.record(
@@ -551,6 +549,9 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
         expected_kw=max(allocation.expected_kw, default=0),
         at_risk=len(allocation.at_risk),
     )
+    # The cars' batches first: after commit they are queued ahead of the owners' notices (both
+    # on `bulk`), so the event reaches the devices before thousands of emails are composed.
+    fan_out(execute_vehicle_slots, list(allocation.committed))
     notifications.notify_many(
         kind="event_starting",
         key=f"event:{event.pk}:starting",
@@ -560,7 +561,6 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
             for p in event.participations.filter(opted_out_at=None).select_related("vehicle")
         ),
     )
-    fan_out(execute_vehicle_slots, list(allocation.committed))
     return event
 
 

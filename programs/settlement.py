@@ -28,6 +28,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.notifications import services as notifications
+from chargescape.db import update_rows
 from programs import ledger
 from programs.ledger import Line
 from programs.models import (
@@ -126,9 +127,7 @@ def measure(*, event: GridEvent) -> int:
         participation.metered_kw = metered
         participation.missing_slots = sum(kw is None for kw in metered)
         participation.delivered_kwh = round(delivered, 3)
-    EventParticipation.objects.bulk_update(
-        participations, ["metered_kw", "missing_slots", "delivered_kwh"], batch_size=2000
-    )
+    update_rows(participations, ["metered_kw", "missing_slots", "delivered_kwh"])
     return len(participations)
 
 
