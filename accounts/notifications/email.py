@@ -3,10 +3,13 @@ through Django's configured mailer (console in development, SMTP or a provider i
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, mailers
+from django.core.mail.backends.base import BaseEmailBackend
 from django.template.loader import render_to_string
 
 from accounts.notifications.models import Notification
@@ -41,11 +44,33 @@ def compose(notification: Notification) -> EmailMultiAlternatives:
     return message
 
 
-def send(notification: Notification) -> bool:
-    """Send it; False (logged) when the mail server refused or was away."""
+@contextlib.contextmanager
+def batch_mailer() -> Iterator[BaseEmailBackend]:
+    """One mail connection for a batch of notifications: with SMTP one connection and login for
+    the batch, not one per email. A server away at the start is logged; each email then tries
+    to connect again on its own (and fails on its own)."""
+    mailer = mailers.default
     try:
-        compose(notification).send()
+        mailer.open()
+    except Exception as error:  # connection and login errors alike
+        logger.warning("mail server unavailable: %s", type(error).__name__)
+    try:
+        yield mailer
+    finally:
+        with contextlib.suppress(Exception):
+            mailer.close()
+
+
+def send(notification: Notification, *, mailer: BaseEmailBackend | None = None) -> bool:
+    """Send it (through `mailer`, a batch's open connection, or a connection of its own); False
+    (logged) when the mail server refused or was away."""
+    try:
+        message = compose(notification)
+        (mailer or mailers.default).send_messages([message])
     except Exception as error:  # SMTP, provider and template errors alike: log, never raise
         logger.warning("notification %s email failed: %s", notification.pk, type(error).__name__)
+        if mailer is not None:
+            with contextlib.suppress(Exception):
+                mailer.close()  # a broken connection: the next email of the batch reconnects
         return False
     return True

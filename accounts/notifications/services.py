@@ -36,6 +36,7 @@ from accounts.notifications.models import (
     NotificationPreference,
     PushSubscription,
 )
+from chargescape.db import update_rows
 
 logger = logging.getLogger(__name__)
 # A delivery task that claimed a notification and then vanished (worker killed) gives it up
@@ -160,7 +161,7 @@ def _store_many(
     ids = [row.pk for row in stored]
     size = conf.batch_size()
     for offset in range(0, len(ids), size):
-        _enqueue_on_commit(ids[offset : offset + size], queue="bulk")
+        _enqueue_on_commit(ids[offset : offset + size], queue="bulk", priority=FANOUT_PRIORITY)
     return len(ids)
 
 
@@ -169,12 +170,18 @@ def _item_key(key: str, owner_id: int, context: dict[str, Any]) -> str:
     return f"{key}:{owner_id}:{digest}"[:120]
 
 
-def _enqueue_on_commit(ids: list[int], *, queue: str) -> None:
+# A fan-out's delivery batches yield to every other message of the worker's queues (on Redis
+# priority 0, the default, is taken first and 9 last): an event's thousands of notices wait
+# until its device commands have gone out, instead of a worker composing emails first.
+FANOUT_PRIORITY = 9
+
+
+def _enqueue_on_commit(ids: list[int], *, queue: str, priority: int | None = None) -> None:
     def enqueue() -> None:
         from accounts.tasks import deliver_notifications  # tasks import this module
 
         try:
-            deliver_notifications.apply_async(args=[ids], queue=queue)
+            deliver_notifications.apply_async(args=[ids], queue=queue, priority=priority)
         except Exception as error:  # broker away: the relay delivers them (I1)
             logger.warning("notification delivery not enqueued: %s", type(error).__name__)
 
@@ -226,7 +233,8 @@ def deliver_notifications(*, notification_ids: list[int], now: datetime | None =
     crowded = _crowded_owners(owner_ids, now=now)
     done: list[Notification] = []
     succeeded: list[int] = []
-    with requests.Session() as session:  # keep-alive to the push services across the batch
+    # Keep-alive to the push services and one mail connection across the batch.
+    with requests.Session() as session, email.batch_mailer() as mailer:
         for notification in batch:
             owner_id = notification.owner_id
             preference = preferences.get(owner_id) or NotificationPreference(owner_id=owner_id)
@@ -240,7 +248,7 @@ def deliver_notifications(*, notification_ids: list[int], now: datetime | None =
                     crowded=owner_id in crowded,
                     succeeded=succeeded,
                 )
-                _email_step(notification, preference)
+                _email_step(notification, preference, mailer=mailer)
             except Exception:  # one owner's trouble never stops the batch
                 logger.exception("notification %s delivery failed", notification.pk)
             notification.dispatched_at = timezone.now()
@@ -257,9 +265,7 @@ STATUS_FLUSH = 50
 
 def _record(done: list[Notification], succeeded: list[int]) -> None:
     if done:
-        Notification.objects.bulk_update(
-            done, ["dispatched_at", "push_status", "push_after", "email_status"]
-        )
+        update_rows(done, ["dispatched_at", "push_status", "push_after", "email_status"])
     if succeeded:
         PushSubscription.objects.filter(pk__in=succeeded).update(
             last_success_at=timezone.now(), failures=0
@@ -284,13 +290,15 @@ def _crowded_owners(owner_ids: set[int], *, now: datetime) -> set[int]:
     return {owner_id for owner_id, count in counts if count > conf.digest_threshold()}
 
 
-def _email_step(notification: Notification, preference: NotificationPreference) -> None:
+def _email_step(
+    notification: Notification, preference: NotificationPreference, *, mailer: Any
+) -> None:
     if notification.email_status != Delivery.PENDING:
         return
     if not preference.wants(notification.kind, "email") or not notification.owner.email:
         notification.email_status = Delivery.SKIPPED
         return
-    sent = email.send(notification)
+    sent = email.send(notification, mailer=mailer)
     notification.email_status = Delivery.SENT if sent else Delivery.FAILED
 
 
@@ -490,7 +498,9 @@ def relay(*, now: datetime | None = None, limit: int = 5000) -> int:
     )
     size = conf.batch_size()
     for offset in range(0, len(ids), size):
-        deliver_notifications.apply_async(args=[ids[offset : offset + size]], queue="bulk")
+        deliver_notifications.apply_async(
+            args=[ids[offset : offset + size]], queue="bulk", priority=FANOUT_PRIORITY
+        )
     owners = set(
         Notification.objects.filter(push_status=Delivery.HELD, push_after__lte=stale).values_list(
             "owner_id", flat=True

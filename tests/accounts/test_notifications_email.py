@@ -1,11 +1,13 @@
 """The email channel: plain text and HTML bodies say the same thing, in the owner's time zone,
 with absolute links to act on (opt out, boost, earnings) and a way to change what we send."""
 
+import smtplib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.conf import settings
+from django.core.mail.backends import locmem
 from django.urls import reverse
 
 from accounts.notifications import services
@@ -113,3 +115,61 @@ def test_a_refused_email_is_recorded_and_does_not_stop_the_batch(mailoutbox, set
     statuses = dict(Notification.objects.values_list("owner_id", "email_status"))
     assert statuses == {first.pk: Delivery.SKIPPED, second.pk: Delivery.SENT}
     assert [m.to for m in mailoutbox] == [[second.email]]
+
+
+class CountingBackend(locmem.EmailBackend):
+    """Django's in-memory mail backend with a connection like SMTP's: counted when opened, and
+    broken by a message to a `drop@` address until it is closed (what a server hanging up
+    mid-batch does to smtplib)."""
+
+    opened = 0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.connection = None
+        self.broken = False
+
+    def open(self):
+        if self.connection is not None:
+            return False
+        type(self).opened += 1
+        self.connection = object()
+        return True
+
+    def close(self):
+        self.connection, self.broken = None, False
+
+    def send_messages(self, messages):
+        created = self.open()
+        try:
+            if self.broken or any(to.startswith("drop@") for m in messages for to in m.to):
+                self.broken = True
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            return super().send_messages(messages)
+        finally:
+            if created:
+                self.close()
+
+
+def test_a_batch_shares_one_mail_connection_and_reconnects_after_a_drop(mailoutbox, settings):
+    """One connection (one SMTP login) for a batch, not one per email; a server that hangs up
+    on one email fails only that one: the rest of the batch reconnects and goes out."""
+    settings.MAILERS = {"default": {"BACKEND": f"{__name__}.CountingBackend"}}
+    CountingBackend.opened = 0
+    Notification.objects.all().delete()
+    owners = [UserFactory(email=f"owner{n}@example.com") for n in range(3)]
+    dropped = UserFactory(email="drop@example.com")
+    after = UserFactory(email="after@example.com")
+    for owner in [*owners, dropped, after]:
+        services.notify(owner=owner, kind="statement_ready", context={"month": "2026-10-01"})
+    deliver()
+    statuses = dict(Notification.objects.values_list("owner__email", "email_status"))
+    assert statuses == {
+        **{owner.email: Delivery.SENT for owner in owners},
+        "drop@example.com": Delivery.FAILED,
+        "after@example.com": Delivery.SENT,
+    }
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(
+        [*(owner.email for owner in owners), "after@example.com"]
+    )
+    assert CountingBackend.opened == 2  # the batch's, and one after the drop
