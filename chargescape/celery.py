@@ -38,7 +38,12 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # Redis redelivers an unacknowledged message after the visibility timeout. It must outlast the
     # longest task (the hard time limit) or a slow batch would run twice at once.
-    broker_transport_options={"visibility_timeout": 3600},
+    # "priority": a worker takes from its queues in the order of its -Q list (one Redis BRPOP
+    # over the keys in that order), so `-Q commands,default,bulk` sends waiting device commands
+    # before it plans and plans before bulk work. A lower queue waits only while a higher one
+    # has messages; commands come from plans and fan-out batches, so they drain. (Within the
+    # queues, an event's notice batches carry a low message priority: FANOUT_PRIORITY.)
+    broker_transport_options={"visibility_timeout": 3600, "queue_order_strategy": "priority"},
     result_backend_transport_options={"visibility_timeout": 3600},
     worker_cancel_long_running_tasks_on_connection_loss=True,
     beat_schedule={
