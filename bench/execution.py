@@ -3,9 +3,11 @@
     python bench/execution.py            # B5 10,000 devices, B6 50 plug-ins/s for 10 minutes
     python bench/execution.py --quick    # B5 200 devices, B6 50 plug-ins/s for 60 s
     python bench/execution.py --profile 200   # B6's path per car, in one process, no worker
+    python bench/execution.py --only b5 --no-baseline --devices 10000   # B5 alone, no ratio
 
-Real processes on loopback: a `celery -A chargescape worker` (queues control, commands, default,
-bulk) on a Redis broker of its own (tests/vehicles/control/faults/processes.py), a throw-away
+Real processes on loopback: Celery workers as README's process table deploys them (`-Q control`
+with one process, `-Q commands,default,bulk` with the rest of --concurrency; production settings,
+DEBUG off) on a Redis broker of their own (tests/vehicles/control/faults/processes.py), a throw-away
 PostgreSQL database (Django's test-database machinery, nothing touches real data), and the
 simulated Smartcar-compatible cloud (vehicles.sim.cloud, in this process) with every car linked
 through one real OAuth grant (a code issued in-process, exchanged over HTTP); device commands
@@ -117,7 +119,7 @@ class World:
             },
         )
         settings.VEHICLE_PROVIDERS = providers
-        self.worker = None
+        self.workers: list = []
 
     def link_all(self, *, plugged: list[bool]) -> list:
         """Every cloud car as a linked Vehicle of its own owner, under one OAuth grant; readings
@@ -221,12 +223,24 @@ class World:
             SMARTCAR_AUTH_ORIGIN=self.cloud.auth_origin,
             SMARTCAR_CONNECT_ORIGIN=self.cloud.connect_origin,
             DJANGO_CONN_MAX_AGE="60",
+            # As in production: no DEBUG query log formatting every statement (settings then
+            # want the production secrets; the payout webhook's is not used here).
+            DJANGO_DEBUG="0",
+            PAYOUT_WEBHOOK_SECRET=os.environ.get("PAYOUT_WEBHOOK_SECRET", "bench-unused"),
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
-        self.worker = Worker(
-            concurrency=concurrency, env=env, directory=self.directory, name="bench-worker"
-        ).start(timeout_s=120)
+        # As README's process table deploys them: owner actions on a worker of their own.
+        for queues, count in (("control", 1), ("commands,default,bulk", max(1, concurrency - 1))):
+            self.workers.append(
+                Worker(
+                    concurrency=count,
+                    queues=queues,
+                    env=env,
+                    directory=self.directory,
+                    name=f"bench-{queues.split(',')[0]}",
+                ).start(timeout_s=120)
+            )
 
     def flush_broker(self) -> None:
         """An empty broker, and no plug-in batch left over in the cache (REDIS_URL) by an earlier
@@ -244,8 +258,8 @@ class World:
         cache_client.delete(key)
 
     def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop(timeout_s=10)
+        for worker in self.workers:
+            worker.stop(timeout_s=10)
         self.cloud.stop()
         self.redis.stop()
 
@@ -365,14 +379,18 @@ def run_event(world: World, vehicles: list, *, code: str, batch: int, opt_outs: 
         Command.objects.filter(vehicle_id__in=ids, created_at__gte=started).order_by("id")
     )
     first_ack: dict = {}  # the event's command (an opted-out car's may be superseded)
+    written: dict = {}  # when the event's first command of the car was written
     acked: set = set()  # any command of the car acknowledged, the owner's included
     for command in commands:
+        if command.source != "owner":
+            written.setdefault(command.vehicle_id, command.created_at)
         at = acknowledged_at(command)
         if at is not None:
             acked.add(command.vehicle_id)
             if command.source != "owner":
                 first_ack.setdefault(command.vehicle_id, at)
     latencies = [(at - started).total_seconds() for at in first_ack.values()]
+    to_written = [(at - started).total_seconds() for at in written.values()]
     missing = committed - acked
     unacknowledged = len(missing)
     missing_detail = [
@@ -421,6 +439,7 @@ def run_event(world: World, vehicles: list, *, code: str, batch: int, opt_outs: 
         "devices": len(committed),
         "activation_s": activated_s,
         "latencies": latencies,
+        "to_written": to_written,
         # Lost only once nothing is in flight any more; until then merely not acknowledged yet.
         "lost": unacknowledged if in_flight == 0 else 0,
         "unacknowledged": unacknowledged,
@@ -609,6 +628,91 @@ def run_profile(cars: int) -> int:
     return 0
 
 
+def describe_run(run: dict) -> str:  # type: ignore[type-arg]
+    """One B5 run's latencies, activation time, loss, duplicates and what is still missing."""
+    return (
+        f"{summary(run['latencies'])}; activation {run['activation_s']:.1f} s; "
+        f"event start → command written {summary(run['to_written'])}; "
+        f"states {dict(run['states'])}; lost {run['lost']}, duplicates {run['duplicates']}"
+        + (
+            f", still unacknowledged when the wait ended {run['unacknowledged']} "
+            f"({run['in_flight']} in flight)"
+            if run["unacknowledged"] and not run["lost"]
+            else ""
+        )
+        + (f" {run['duplicate_detail']}" if run["duplicates"] else "")
+        + (f" missing: {run['missing_detail']}" if run["unacknowledged"] else "")
+    )
+
+
+def report_b5(world: World, baseline_fleet: list, batched_fleet: list, *, opt_outs: int) -> int:  # type: ignore[type-arg]
+    """B5 on `batched_fleet` (owners opting out during it) against one task per device on
+    `baseline_fleet` (empty: a diagnosis run without the ratio); 1 when a target is missed."""
+    baseline = (
+        run_event(world, baseline_fleet, code="b5-one-per-device", batch=1, opt_outs=0)
+        if baseline_fleet
+        else None
+    )
+    batched = run_event(world, batched_fleet, code="b5-batched", batch=500, opt_outs=opt_outs)
+    p95 = percentile(batched["latencies"], 95)
+    ok = p95 <= B5_TARGET_P95_S and batched["unacknowledged"] == 0 and batched["duplicates"] == 0
+    print(f"B5 event to {batched['devices']:,} devices, event start → command acknowledged:")
+    print(f"   batched (500 a task): {describe_run(batched)}")
+    ratio = "no baseline in this run"
+    if baseline is not None:
+        ok = ok and baseline["unacknowledged"] == 0 and baseline["duplicates"] == 0
+        p95_base = percentile(baseline["latencies"], 95)
+        ratio = f"vs {p95_base:.2f} s = {p95_base / p95:.2f}× faster"
+        print(f"   one task per device:  {describe_run(baseline)}")
+    print(
+        f"   p95 {p95:.2f} s {ratio} (target p95 ≤ {B5_TARGET_P95_S:g} s, none lost or "
+        f"doubled) {'PASS' if ok else 'FAIL'}; {load()}"
+    )
+    status = int(not ok)
+    p99_opt = percentile(batched["opt_outs"], 99)
+    ok = bool(batched["opt_outs"]) and p99_opt <= OPT_OUT_TARGET_P99_S
+    print(
+        f"I4 opt-out during the fan-out, tap → command acknowledged "
+        f"({len(batched['opt_outs'])} owners): {summary(batched['opt_outs'])} "
+        f"(target p99 ≤ {OPT_OUT_TARGET_P99_S:g} s) {'PASS' if ok else 'FAIL'}"
+        + (f"; not acknowledged: {batched['opt_out_misses']}" if batched["opt_out_misses"] else "")
+    )
+    return status | int(not ok)
+
+
+def report_b6(world: World, idle_fleet: list, fleet: list, *, seconds: float, quick: bool) -> int:  # type: ignore[type-arg]
+    """B6: the idle baseline on `idle_fleet`, then `fleet` plugged in at B6_RATE for `seconds`;
+    1 when the target is missed."""
+    idle = plug_in(world, idle_fleet, rate=1.0, seconds=len(idle_fleet), drain_s=30)
+    # After the offered minutes, at most this long for the backlog: what is still not
+    # acknowledged then is reported (and fails the target).
+    loaded = plug_in(world, fleet, rate=B6_RATE, seconds=seconds, drain_s=30 if quick else 120)
+    p99_plug = percentile(loaded["from_plug"], 99)
+    p99_plan = percentile(loaded["from_plan"], 99)
+    idle_p99 = percentile(idle["from_plug"], 99)
+    ok = p99_plug <= B6_TARGET_P99_S and loaded["missing"] == 0
+    print(
+        f"B6 {loaded['plugged']:,} plug-ins at {loaded['offered_rate']:.1f}/s for "
+        f"{seconds:g} s; {load()}:"
+    )
+    print(f"   plug-in → first command acknowledged: {summary(loaded['from_plug'])}")
+    print(f"   stored plan → acknowledged:           {summary(loaded['from_plan'])}")
+    print(f"     split: plug-in → plan stored:       {summary(loaded['to_plan'])}")
+    print(f"            plan → first command written {summary(loaded['to_command'])}")
+    print(f"            command → acknowledged:      {summary(loaded['to_ack'])}")
+    print(
+        f"   idle baseline (1/s, same run): plug-in → acknowledged "
+        f"{summary(idle['from_plug'])}; plan → acknowledged {summary(idle['from_plan'])}"
+    )
+    print(
+        f"   p99 {p99_plug:.2f} s (plan → acknowledged {p99_plan:.2f} s) vs idle "
+        f"{idle_p99:.2f} s = {p99_plug / idle_p99:.2f}×; {loaded['missing']} not acknowledged "
+        f"(target p99 ≤ {B6_TARGET_P99_S:g} s from plug-in) {'PASS' if ok else 'FAIL'}"
+        + (f"; their commands: {dict(loaded['missing_states'])}" if loaded["missing"] else "")
+    )
+    return int(not ok)
+
+
 # --- driver --------------------------------------------------------------------------------
 
 
@@ -617,10 +721,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="B5 200 devices, B6 60 s")
     parser.add_argument("--devices", type=int, help="B5 devices (default 10,000; quick 200)")
     parser.add_argument("--b6-seconds", type=float, help="B6 duration (600; quick 60)")
-    parser.add_argument("--concurrency", type=int, default=4, help="worker processes")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="worker processes (1 of them for `control`)"
+    )
     parser.add_argument("--opt-outs", type=int, help="owners opting out during B5 (quick 20)")
     parser.add_argument(
         "--profile", type=int, metavar="CARS", help="only B6's per-car profile, for CARS cars"
+    )
+    parser.add_argument(
+        "--only", choices=("b5", "b6"), help="run only B5 (with its opt-outs) or B6"
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="B5 without the one-task-per-device fleet (a diagnosis run: no ratio)",
     )
     args = parser.parse_args()
     if args.profile:
@@ -630,122 +744,46 @@ def main() -> int:
         return run_profile(args.profile)
     devices = args.devices or (200 if args.quick else 10_000)
     b6_seconds = args.b6_seconds or (60.0 if args.quick else 600.0)
-    b6_cars = int(B6_RATE * b6_seconds) + IDLE_PLUG_INS
+    b5_fleets = 0 if args.only == "b6" else (1 if args.no_baseline else 2)
+    b6_cars = 0 if args.only == "b5" else int(B6_RATE * b6_seconds) + IDLE_PLUG_INS
     opt_outs = args.opt_outs if args.opt_outs is not None else (20 if args.quick else 100)
 
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection
 
+    # The event's activation runs in this process (the beat's work): without the DEBUG query
+    # log, as in production (DEBUG=1 only gave the development defaults at start-up).
+    settings.DEBUG = False
     old_name = connection.settings_dict["NAME"]
     connection.settings_dict["TEST"]["NAME"] = "chargescape_bench_b5"
     began = time.perf_counter()
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     directory = Path(tempfile.mkdtemp(prefix="cs-bench-exec-"))
-    world = World(cars=2 * devices + b6_cars, directory=directory)
+    b5_cars = b5_fleets * devices
+    world = World(cars=b5_cars + b6_cars, directory=directory)
     status = 0
     try:
-        vehicles = world.link_all(plugged=[True] * (2 * devices) + [False] * b6_cars)
-        baseline_fleet, batched_fleet = vehicles[:devices], vehicles[devices : 2 * devices]
-        b6_idle = vehicles[2 * devices : 2 * devices + IDLE_PLUG_INS]
-        b6_fleet = vehicles[2 * devices + IDLE_PLUG_INS :]
+        vehicles = world.link_all(plugged=[True] * b5_cars + [False] * b6_cars)
+        baseline_fleet = vehicles[: b5_cars - devices] if b5_fleets else []
+        batched_fleet = vehicles[b5_cars - devices : b5_cars] if b5_fleets else []
+        b6_idle = vehicles[b5_cars : b5_cars + IDLE_PLUG_INS]
+        b6_fleet = vehicles[b5_cars + IDLE_PLUG_INS :]
         world.flush_broker()
         world.start_worker(args.concurrency)
         print(
-            f"setup: {len(vehicles):,} cars linked, worker -c {args.concurrency} ready in "
+            f"setup: {len(vehicles):,} cars linked, workers (control -c 1, commands/default/bulk "
+            f"-c {max(1, args.concurrency - 1)}) ready in "
             f"{time.perf_counter() - began:.0f} s; {load()}",
             flush=True,
         )
 
-        baseline = run_event(world, baseline_fleet, code="b5-one-per-device", batch=1, opt_outs=0)
-        batched = run_event(world, batched_fleet, code="b5-batched", batch=500, opt_outs=opt_outs)
-        p95 = percentile(batched["latencies"], 95)
-        p95_base = percentile(baseline["latencies"], 95)
-        ok = (
-            p95 <= B5_TARGET_P95_S
-            and batched["unacknowledged"] == 0
-            and batched["duplicates"] == 0
-            and baseline["unacknowledged"] == 0
-            and baseline["duplicates"] == 0
-        )
-        status |= not ok
-        print(f"B5 event to {batched['devices']:,} devices, event start → command acknowledged:")
-        print(
-            f"   batched (500 a task): {summary(batched['latencies'])}; activation "
-            f"{batched['activation_s']:.1f} s; states {dict(batched['states'])}; "
-            f"lost {batched['lost']}, duplicates {batched['duplicates']}"
-            + (
-                f", still unacknowledged when the wait ended {batched['unacknowledged']} "
-                f"({batched['in_flight']} in flight)"
-                if batched["unacknowledged"] and not batched["lost"]
-                else ""
-            )
-            + (f" {batched['duplicate_detail']}" if batched["duplicates"] else "")
-            + (f" missing: {batched['missing_detail']}" if batched["unacknowledged"] else "")
-        )
-        print(
-            f"   one task per device:  {summary(baseline['latencies'])}; activation "
-            f"{baseline['activation_s']:.1f} s; lost {baseline['lost']}, "
-            f"duplicates {baseline['duplicates']}"
-            + (
-                f", still unacknowledged when the wait ended {baseline['unacknowledged']} "
-                f"({baseline['in_flight']} in flight)"
-                if baseline["unacknowledged"] and not baseline["lost"]
-                else ""
-            )
-            + f"; states {dict(baseline['states'])}"
-            + (f" missing: {baseline['missing_detail']}" if baseline["unacknowledged"] else "")
-        )
-        print(
-            f"   p95 {p95:.2f} s vs {p95_base:.2f} s = {p95_base / p95:.2f}× faster "
-            f"(target p95 ≤ {B5_TARGET_P95_S:g} s, none lost or doubled) "
-            f"{'PASS' if ok else 'FAIL'}; {load()}"
-        )
-        p99_opt = percentile(batched["opt_outs"], 99)
-        ok = bool(batched["opt_outs"]) and p99_opt <= OPT_OUT_TARGET_P99_S
-        status |= not ok
-        print(
-            f"I4 opt-out during the fan-out, tap → command acknowledged "
-            f"({len(batched['opt_outs'])} owners): {summary(batched['opt_outs'])} "
-            f"(target p99 ≤ {OPT_OUT_TARGET_P99_S:g} s) {'PASS' if ok else 'FAIL'}"
-            + (
-                f"; not acknowledged: {batched['opt_out_misses']}"
-                if batched["opt_out_misses"]
-                else ""
-            )
-        )
-
-        idle = plug_in(world, b6_idle, rate=1.0, seconds=len(b6_idle), drain_s=30)
-        # After the offered minutes, at most this long for the backlog: what is still not
-        # acknowledged then is reported (and fails the target).
-        loaded = plug_in(
-            world, b6_fleet, rate=B6_RATE, seconds=b6_seconds, drain_s=30 if args.quick else 120
-        )
-        p99_plug = percentile(loaded["from_plug"], 99)
-        p99_plan = percentile(loaded["from_plan"], 99)
-        idle_p99 = percentile(idle["from_plug"], 99)
-        ok = p99_plug <= B6_TARGET_P99_S and loaded["missing"] == 0
-        status |= not ok
-        print(
-            f"B6 {loaded['plugged']:,} plug-ins at {loaded['offered_rate']:.1f}/s for "
-            f"{b6_seconds:g} s; {load()}:"
-        )
-        print(f"   plug-in → first command acknowledged: {summary(loaded['from_plug'])}")
-        print(f"   stored plan → acknowledged:           {summary(loaded['from_plan'])}")
-        print(f"     split: plug-in → plan stored:       {summary(loaded['to_plan'])}")
-        print(f"            plan → first command written {summary(loaded['to_command'])}")
-        print(f"            command → acknowledged:      {summary(loaded['to_ack'])}")
-        print(
-            f"   idle baseline (1/s, same run): plug-in → acknowledged "
-            f"{summary(idle['from_plug'])}; plan → acknowledged {summary(idle['from_plan'])}"
-        )
-        print(
-            f"   p99 {p99_plug:.2f} s (plan → acknowledged {p99_plan:.2f} s) vs idle "
-            f"{idle_p99:.2f} s = {p99_plug / idle_p99:.2f}×; {loaded['missing']} not acknowledged "
-            f"(target p99 ≤ {B6_TARGET_P99_S:g} s from plug-in) {'PASS' if ok else 'FAIL'}"
-            + (f"; their commands: {dict(loaded['missing_states'])}" if loaded["missing"] else "")
-        )
+        if batched_fleet:
+            status |= report_b5(world, baseline_fleet, batched_fleet, opt_outs=opt_outs)
+        if b6_fleet:
+            status |= report_b6(world, b6_idle, b6_fleet, seconds=b6_seconds, quick=args.quick)
     finally:
         world.stop()
         connection.creation.destroy_test_db(old_name, verbosity=0)

@@ -188,15 +188,16 @@ class CeleryProcess:
 class Worker(CeleryProcess):
     ready_line = " ready."
 
-    def __init__(self, *, concurrency: int = 2, **kwargs: object) -> None:
+    def __init__(self, *, concurrency: int = 2, queues: str = QUEUES, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.concurrency = concurrency
+        self.queues = queues
 
     def arguments(self) -> list[str]:
         return [
             "worker",
             "-Q",
-            QUEUES,
+            self.queues,
             "-c",
             str(self.concurrency),
             "-n",
