@@ -339,11 +339,12 @@ def _enqueue_poll(vehicle_id: Any) -> None:
     poll_vehicle.delay_on_commit(str(vehicle_id))
 
 
-def poll_vehicle(*, vehicle_id: Any) -> VehicleReading | None:
+def poll_vehicle(*, vehicle_id: Any, fresh: bool = False) -> VehicleReading | None:
     """Read a car's state from its cloud and schedule the next poll.
 
-    Polling is the fallback: skipped while webhooks keep us current; after a 429 not before the
-    cloud's Retry-After.
+    Polling is the fallback: skipped while webhooks keep us current, unless `fresh` (news from
+    elsewhere, such as its charger starting a session, says the car just changed); after a 429
+    not before the cloud's Retry-After either way.
     """
     vehicle = Vehicle.objects.select_related("link").filter(pk=vehicle_id).first()
     if vehicle is None or vehicle.link_state != Vehicle.LinkState.LINKED:
@@ -354,7 +355,8 @@ def poll_vehicle(*, vehicle_id: Any) -> VehicleReading | None:
     latest = VehicleReading.objects.filter(vehicle=vehicle).order_by("-received_at").first()
     interval = timedelta(seconds=_poll_interval_seconds(latest.plugged_in if latest else None))
     if (
-        latest is not None
+        not fresh
+        and latest is not None
         and latest.source == VehicleReading.Source.WEBHOOK
         and now - latest.received_at < interval
     ):

@@ -21,10 +21,10 @@ POLL_CLAIM_MINUTES = 5
     max_retries=3,
     ignore_result=True,
 )
-def poll_vehicle(vehicle_id: str) -> None:
+def poll_vehicle(vehicle_id: str, fresh: bool = False) -> None:
     from vehicles import services
 
-    services.poll_vehicle(vehicle_id=vehicle_id)
+    services.poll_vehicle(vehicle_id=vehicle_id, fresh=fresh)
 
 
 @shared_task(name="vehicles.poll_due_vehicles", ignore_result=True)

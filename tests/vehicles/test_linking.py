@@ -203,7 +203,8 @@ def test_signed_webhook_is_ingested_once_and_forgeries_refused(live_server, clie
 
 @pytest.mark.django_db
 def test_no_poll_while_webhooks_keep_us_current(owner_client, cloud):
-    """A fresh webhook reading makes the next poll a no-op: the car is not woken for nothing."""
+    """A fresh webhook reading makes the next poll a no-op: the car is not woken for nothing;
+    a `fresh` poll (its charger says it was just plugged in) still reads it."""
     vehicle = _link(owner_client, pick=1)[0]
     services.record_reading(
         vehicle=vehicle,
@@ -215,6 +216,12 @@ def test_no_poll_while_webhooks_keep_us_current(owner_client, cloud):
     assert cloud.request_count("vehicle.battery") == 0
     vehicle.refresh_from_db()
     assert vehicle.next_poll_at > timezone.now()
+
+    # Unless news from elsewhere (its charger opened a session) says the car just changed.
+    reading = services.poll_vehicle(vehicle_id=vehicle.pk, fresh=True)
+    assert reading is not None
+    assert reading.source == VehicleReading.Source.POLL
+    assert cloud.request_count("vehicle.battery") == 1
 
 
 @pytest.mark.django_db

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from celery.signals import after_task_publish
 from django.utils import timezone
 
 from vehicles import services as vehicle_services
@@ -54,20 +53,6 @@ def car(cloud, owner, settings):
     cloud.set_state(sim_car.vin, soc_pct=50.0, plugged=True, charging=False, charge_limit_pct=90)
     cloud.reset_request_counts()
     return LinkedCar(vehicle=vehicle, vin=sim_car.vin, vehicle_id=sim_car.vehicle_id)
-
-
-@pytest.fixture
-def published():
-    """Celery messages published during the test (Celery's own after_task_publish hook), as
-    (queue, task name, args)."""
-    seen = []
-
-    def record(sender, headers, routing_key, body, **kwargs):
-        seen.append((routing_key, headers["task"], body[0]))
-
-    after_task_publish.connect(record, weak=False)
-    yield seen
-    after_task_publish.disconnect(record)
 
 
 @pytest.fixture
