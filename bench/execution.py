@@ -334,8 +334,9 @@ def run_event(world: World, vehicles: list, *, code: str, batch: int, opt_outs: 
     event = events.create_event(
         program=program,
         kind=GridEvent.Kind.IMPORT_CAP,
-        starts_at=now + timedelta(seconds=2),
-        ends_at=now + timedelta(minutes=45),
+        # Read the clock again: enrolling 100,000 cars takes longer than the 2 s of notice.
+        starts_at=timezone.now() + timedelta(seconds=2),
+        ends_at=timezone.now() + timedelta(minutes=45),
         target_kw=cap_kw,
         actor=None,
     )
