@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from celery.signals import after_task_publish
 from django.core.cache import cache
 
 from tests.factories import UserFactory
@@ -41,3 +42,17 @@ def owner(db):
 def owner_client(client, owner):
     client.force_login(owner)
     return client
+
+
+@pytest.fixture
+def published():
+    """Celery messages published during the test (Celery's own after_task_publish hook), as
+    (queue, task name, args)."""
+    seen = []
+
+    def record(sender, headers, routing_key, body, **kwargs):
+        seen.append((routing_key, headers["task"], body[0]))
+
+    after_task_publish.connect(record, weak=False)
+    yield seen
+    after_task_publish.disconnect(record)

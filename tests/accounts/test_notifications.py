@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import time_machine
-from celery.signals import after_task_publish
 from django.db import transaction
 from django.urls import reverse
 
@@ -23,19 +22,6 @@ pytestmark = pytest.mark.django_db
 
 # Wednesday 2026-11-25, 15:00 in Chicago (the factory owner's zone).
 NOW = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def published():
-    """Celery messages published during the test: (queue, task name, args)."""
-    seen = []
-
-    def record(sender, headers, routing_key, body, **kwargs):
-        seen.append((routing_key, headers["task"], body[0]))
-
-    after_task_publish.connect(record, weak=False)
-    yield seen
-    after_task_publish.disconnect(record)
 
 
 def _deliver_all() -> None:

@@ -4,7 +4,6 @@ tests. Built through the ORM: these are the rows a program manager creates in th
 from datetime import UTC, datetime
 
 import pytest
-from celery.signals import after_task_publish
 
 from programs.models import Feeder, Program, ProgramTerms, Tariff, Utility
 
@@ -61,17 +60,3 @@ def v2g_program(utility):
     return make_program(
         utility, code="grid-return", kind=Program.Kind.V2G, requires_v2g=True, notice_minutes=30
     )
-
-
-@pytest.fixture
-def published():
-    """Celery messages published during the test, as seen by Celery's own after_task_publish
-    hook: (queue routing key, task name, args)."""
-    seen = []
-
-    def record(sender, headers, routing_key, body, **kwargs):
-        seen.append((routing_key, headers["task"], body[0]))
-
-    after_task_publish.connect(record, weak=False)
-    yield seen
-    after_task_publish.disconnect(record)

@@ -1,12 +1,10 @@
-"""A simulated vehicle cloud on loopback with the Smartcar provider pointed at it, and the Celery
-messages a test publishes."""
+"""A simulated vehicle cloud on loopback with the Smartcar provider pointed at it."""
 
 import contextlib
 import copy
 from datetime import UTC, datetime
 
 import pytest
-from celery.signals import after_task_publish
 
 from vehicles.sim.cloud import SimulatedCloud
 
@@ -41,17 +39,3 @@ def cloud(settings):
     """Three simulated cars; VEHICLE_PROVIDERS["smartcar"] talks to this server."""
     with simulated_cloud(settings) as sim:
         yield sim
-
-
-@pytest.fixture
-def published():
-    """Celery messages published during the test (Celery's own after_task_publish hook), as
-    (queue, task name, args)."""
-    seen = []
-
-    def record(sender, headers, routing_key, body, **kwargs):
-        seen.append((routing_key, headers["task"], body[0]))
-
-    after_task_publish.connect(record, weak=False)
-    yield seen
-    after_task_publish.disconnect(record)
