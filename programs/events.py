@@ -549,8 +549,8 @@ def activate_event(*, event: GridEvent, now: datetime | None = None) -> GridEven
         expected_kw=max(allocation.expected_kw, default=0),
         at_risk=len(allocation.at_risk),
     )
-    # The cars' batches first: after commit they are queued ahead of the owners' notices (both
-    # on `bulk`), so the event reaches the devices before thousands of emails are composed.
+    # The cars' batches before the owners' notices (both on `bulk`; the notices also carry a low
+    # message priority, FANOUT_PRIORITY): the event reaches the devices before the emails.
     fan_out(execute_vehicle_slots, list(allocation.committed))
     notifications.notify_many(
         kind="event_starting",

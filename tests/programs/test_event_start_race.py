@@ -94,12 +94,7 @@ def test_an_opt_out_during_the_start_waits_for_it_then_replans(owner, program, p
         thread = threading.Thread(target=beat)
         thread.start()
         assert started.wait(timeout=30)
-        opting = threading.Thread(
-            target=lambda: (
-                events_opt_out_committed(participation, owner, result),
-                connection.close(),
-            )
-        )
+        opting = threading.Thread(target=opt_out_committed, args=(participation, owner, result))
         opting.start()
         opting.join(timeout=1)
         assert opting.is_alive()  # waiting on the beat's rows
@@ -112,7 +107,11 @@ def test_an_opt_out_during_the_start_waits_for_it_then_replans(owner, program, p
     assert event.participations.get(pk=participation.pk).opted_out_at is not None
 
 
-def events_opt_out_committed(participation, owner, result: dict) -> None:
-    with transaction.atomic():
-        events.opt_out(participation=participation, actor=owner)
-    result["opted_out"] = True
+def opt_out_committed(participation, owner, result: dict) -> None:
+    """The owner's opt-out in a thread of its own (its own connection), committed."""
+    try:
+        with transaction.atomic():
+            events.opt_out(participation=participation, actor=owner)
+        result["opted_out"] = True
+    finally:
+        connection.close()

@@ -10,27 +10,10 @@ from accounts.notifications import services as notifications
 from chargescape.celery import app
 from programs.tasks import execute_vehicle_slots, fan_out, replan_plugged_in
 from tests.factories import UserFactory
-from tests.vehicles.control.faults.processes import RedisServer
 from vehicles.control.tasks import send_commands
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WORKER_QUEUES = ("commands", "default", "bulk")  # README's worker: -Q commands,default,bulk
-
-
-@pytest.fixture
-def broker(tmp_path, settings):
-    """A Redis of its own as the app's broker (so nothing else consumes the messages)."""
-    server = RedisServer(tmp_path / "redis").start()
-    settings.CELERY_BROKER_URL = server.url
-    app.conf.broker_url = server.url
-    app._pool = None
-    app.amqp._producer_pool = None
-    try:
-        yield server.url
-    finally:
-        app._pool = None
-        app.amqp._producer_pool = None
-        server.stop()
 
 
 def taken_in_order(url: str, count: int) -> list[str]:
@@ -54,6 +37,7 @@ def taken_in_order(url: str, count: int) -> list[str]:
 def test_commands_then_planning_then_the_fan_out_then_notices(
     broker, django_capture_on_commit_callbacks
 ):
+    """`broker`: a Redis of this test process (faults/conftest.py), so nothing else consumes."""
     owners = UserFactory.create_batch(2)
     # Published in the worst order: an event's notices first, the commands last.
     with django_capture_on_commit_callbacks(execute=True):
@@ -70,7 +54,7 @@ def test_commands_then_planning_then_the_fan_out_then_notices(
 
     # Both command batches first: queues in -Q order, not taken in turns (round robin would
     # hand out the plan between them).
-    assert taken_in_order(broker, 5) == [
+    assert taken_in_order(broker.url, 5) == [
         "control.send_commands",
         "control.send_commands",
         "programs.replan_plugged_in",
